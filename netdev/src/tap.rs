@@ -1,0 +1,237 @@
+//! A Linux TAP interface as a [`Device`]: the kernel on one side, the stack on the other.
+//!
+//! We talk to `/dev/net/tun` with direct ioctls rather than through a crate because we need the descriptor
+//! non-blocking and read in batches until `EAGAIN`, which the available wrappers do not offer.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::{sys, Device, FrameBatch};
+
+/// Traffic counters of a [`Tap`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TapStats {
+    /// Frames read from the kernel.
+    pub received: u64,
+    /// Frames written to the kernel.
+    pub sent: u64,
+    /// Frames dropped on send (the kernel's queue was full, the interface was down, or it refused the frame).
+    pub tx_dropped: u64,
+}
+
+/// An open TAP interface (`IFF_TAP | IFF_NO_PI`): every read and write is exactly one Ethernet frame.
+///
+/// A non-persistent TAP created by [`Tap::open`] disappears when the `Tap` is dropped. The descriptor stays
+/// bound to the network namespace the TAP was opened in, whichever thread uses it later.
+#[derive(Debug)]
+pub struct Tap {
+    fd: OwnedFd,
+    name: String,
+    mtu: usize,
+    mac: Option<[u8; 6]>,
+    stats: TapStats,
+}
+
+impl Tap {
+    /// Attaches to the TAP interface `name` in the calling thread's network namespace, creating it when it does
+    /// not exist. The interface is not brought up; see [`Tap::set_up`].
+    pub fn open(name: &str) -> io::Result<Tap> {
+        sys::check_ifname(name, "TAP device")?;
+        // SAFETY: the path is a valid NUL-terminated string literal; open() keeps no pointer to it.
+        let raw = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if raw < 0 {
+            return Err(open_error(io::Error::last_os_error(), name));
+        }
+        // SAFETY: `raw` is a freshly opened descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+        let mut req = sys::ifreq_with_name(name);
+        req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+        // SAFETY: TUNSETIFF reads and writes only the `ifreq` we pass, which is valid and exclusively borrowed for
+        // the duration of the call.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut req as *mut libc::ifreq) } < 0 {
+            return Err(attach_error(io::Error::last_os_error(), name));
+        }
+        let name = sys::ifreq_name(&req);
+        let mtu = sys::interface_mtu(&name)
+            .map_err(|e| sys::with_context(e, format!("cannot read the MTU of TAP device {name:?}")))?;
+        let mac = sys::interface_hwaddr(&name)
+            .map_err(|e| sys::with_context(e, format!("cannot read the MAC address of TAP device {name:?}")))?;
+        tracing::debug!(%name, mtu, ?mac, "TAP device opened");
+        Ok(Tap { fd, name, mtu, mac, stats: TapStats::default() })
+    }
+
+    /// Brings the interface up (sets `IFF_UP`), as `ip link set NAME up` does.
+    pub fn set_up(&self) -> io::Result<()> {
+        sys::set_interface_up(&self.name)
+            .map_err(|e| sys::with_context(e, format!("cannot bring TAP device {:?} up", self.name)))
+    }
+
+    /// The interface name (as the kernel reports it).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> TapStats {
+        self.stats
+    }
+}
+
+fn open_error(err: io::Error, name: &str) -> io::Error {
+    let why = match err.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => {
+            "/dev/net/tun does not exist (load the tun kernel module)"
+        }
+        Some(libc::EPERM) | Some(libc::EACCES) => "permission denied on /dev/net/tun (needs CAP_NET_ADMIN, e.g. root)",
+        _ => "opening /dev/net/tun failed",
+    };
+    sys::with_context(err, format!("cannot open TAP device {name:?}: {why}"))
+}
+
+fn attach_error(err: io::Error, name: &str) -> io::Error {
+    let why = match err.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => "permission denied (needs CAP_NET_ADMIN, e.g. root)",
+        Some(libc::EBUSY) => "it is held by another process or was created with different flags",
+        Some(libc::EINVAL) => "the name is taken by an interface that is not a TAP device",
+        _ => "TUNSETIFF failed",
+    };
+    sys::with_context(err, format!("cannot create or attach TAP device {name:?}: {why}"))
+}
+
+/// Errors on which a frame is dropped, as a NIC drops on a full ring, rather than failing the whole batch.
+fn is_drop_error(errno: i32) -> bool {
+    matches!(errno, libc::EAGAIN | libc::ENOBUFS | libc::EIO | libc::EINVAL | libc::EMSGSIZE | libc::ENETDOWN)
+}
+
+impl Device for Tap {
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    fn hardware_addr(&self) -> Option<[u8; 6]> {
+        self.mac
+    }
+
+    fn recv_batch(&mut self, batch: &mut FrameBatch) -> io::Result<usize> {
+        let mut received = 0;
+        while let Some(slot) = batch.spare_slot() {
+            // SAFETY: reads at most `slot.len()` bytes into the exclusively borrowed slot.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), slot.as_mut_ptr().cast(), slot.len()) };
+            if n < 0 {
+                match sys::last_errno() {
+                    libc::EINTR => continue,
+                    // Nothing queued, or the interface is down (the kernel then has nothing for us either).
+                    libc::EAGAIN | libc::EIO => break,
+                    _ if received > 0 => break,
+                    _ => {
+                        let err = io::Error::last_os_error();
+                        return Err(sys::with_context(err, format!("reading TAP device {:?} failed", self.name)));
+                    }
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            batch.commit(n as usize);
+            received += 1;
+        }
+        self.stats.received += received as u64;
+        Ok(received)
+    }
+
+    fn send_batch(&mut self, batch: &mut FrameBatch) -> io::Result<usize> {
+        let mut sent = 0;
+        let mut failure = None;
+        for frame in batch.iter() {
+            loop {
+                // SAFETY: writes `frame.len()` bytes from a live slice.
+                let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+                if n >= 0 {
+                    sent += 1;
+                    break;
+                }
+                match sys::last_errno() {
+                    libc::EINTR => continue,
+                    e if is_drop_error(e) => {
+                        self.stats.tx_dropped += 1;
+                        break;
+                    }
+                    _ => {
+                        failure = Some(io::Error::last_os_error());
+                        break;
+                    }
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
+        }
+        batch.clear();
+        self.stats.sent += sent as u64;
+        match failure {
+            Some(err) => Err(sys::with_context(err, format!("writing to TAP device {:?} failed", self.name))),
+            None => Ok(sent),
+        }
+    }
+
+    fn pollable_fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{arp_request_for, is_root, wait_for_frame, NetNs};
+    use std::time::Duration;
+
+    #[test]
+    fn bad_names_are_refused_clearly() {
+        let err = Tap::open("a-name-that-is-much-too-long").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("a-name-that-is-much-too-long"), "{err}");
+        assert!(err.to_string().contains("too long"), "{err}");
+        assert!(Tap::open("bad/name").unwrap_err().to_string().contains("TAP device"));
+    }
+
+    #[test]
+    fn kernel_arp_request_arrives_on_a_tap_in_a_namespace() {
+        if !is_root() {
+            println!("SKIPPED: TAP test needs root");
+            return;
+        }
+        let ns = NetNs::create().unwrap();
+        let mut tap = ns.run(|| Tap::open("ustt0")).unwrap().unwrap();
+        assert_eq!(tap.name(), "ustt0");
+        assert_eq!(tap.mtu(), 1500);
+        let mac = tap.hardware_addr().unwrap();
+        assert_ne!(mac, [0; 6]);
+        // While the interface is down, reads find nothing and writes are dropped, not errors.
+        let mut batch = FrameBatch::new(4, 1514);
+        assert_eq!(tap.recv_batch(&mut batch).unwrap(), 0);
+        batch.push(&[0xff; 60]);
+        assert_eq!(tap.send_batch(&mut batch).unwrap(), 0);
+        assert_eq!(tap.stats().tx_dropped, 1);
+        ns.run(|| tap.set_up()).unwrap().unwrap();
+        // A second open of a held, single-queue TAP is refused with a clear message.
+        let err = ns.run(|| Tap::open("ustt0")).unwrap().unwrap_err();
+        assert!(err.to_string().contains("ustt0"), "{err}");
+
+        let (local, peer) = ns.subnet_addrs();
+        ns.ip(&["addr", "add", &format!("{local}/24"), "dev", "ustt0"]);
+        // The kernel must resolve `peer` before it can send the datagram: it asks on the TAP.
+        let frame = wait_for_frame(&ns, &mut tap, peer, Duration::from_secs(5), |f| arp_request_for(f, peer));
+        assert!(frame.is_some(), "no ARP request for {peer} on the TAP");
+        assert!(tap.stats().received > 0);
+
+        // Frames we write reach the kernel: an ARP reply makes it send the queued datagram.
+        let our_mac = [0x02, 0x55, 0x53, 0, 0, 0x02];
+        batch.push(&crate::test_support::arp_reply(our_mac, peer, mac, local));
+        assert_eq!(tap.send_batch(&mut batch).unwrap(), 1);
+        let udp = wait_for_frame(&ns, &mut tap, peer, Duration::from_secs(5), |f| {
+            f.len() > 34 && f[12..14] == [8, 0] && f[0..6] == our_mac && f[23] == 17
+        });
+        assert!(udp.is_some(), "no UDP datagram after our ARP reply");
+    }
+}

@@ -1,0 +1,88 @@
+//! Waiting for file descriptors: an eventfd to wake a sleeping driver, and `poll(2)` over a few descriptors.
+//! These are the only blocking primitives the runtime needs, kept here so that `unsafe` stays in this crate.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// A Linux eventfd used as a doorbell: `notify` from any thread makes the fd readable until `drain`.
+#[derive(Debug)]
+pub struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    /// A non-blocking, close-on-exec eventfd.
+    pub fn new() -> io::Result<EventFd> {
+        // SAFETY: eventfd takes no pointers; a negative return is an error, anything else a new descriptor
+        // that we own from here on.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a freshly created descriptor owned by nobody else.
+        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    /// Makes the descriptor readable (adds one to the counter).
+    pub fn notify(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own descriptor. A full counter (EAGAIN) already means
+        // "readable", so the result can be ignored.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Resets the counter so the descriptor is no longer readable.
+    pub fn drain(&self) {
+        let mut value: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64 from our own non-blocking descriptor; EAGAIN (nothing
+        // to drain) is fine.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+    }
+}
+
+impl AsRawFd for EventFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes (`None` waits indefinitely). Returns, for each fd,
+/// whether it is readable. An interrupted wait returns all false.
+pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut pollfds: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let timeout_ms: libc::c_int = match timeout {
+        None => -1,
+        // Round up so that a deadline 0.3 ms away does not spin with a zero timeout.
+        Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
+    };
+    // SAFETY: `pollfds` is a live, correctly sized array of pollfd for the duration of the call.
+    let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(err);
+    }
+    Ok(pollfds.iter().map(|p| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eventfd_wakes_poll() {
+        let e = EventFd::new().unwrap();
+        let r = wait_readable(&[e.as_raw_fd()], Some(Duration::from_millis(1))).unwrap();
+        assert_eq!(r, vec![false]);
+        e.notify();
+        let r = wait_readable(&[e.as_raw_fd()], Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(r, vec![true]);
+        e.drain();
+        let r = wait_readable(&[e.as_raw_fd()], Some(Duration::ZERO)).unwrap();
+        assert_eq!(r, vec![false]);
+    }
+}

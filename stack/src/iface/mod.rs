@@ -1,0 +1,246 @@
+//! The network interface: one Ethernet link with one IPv4 address, and everything between the frames on it
+//! and the sockets above (ARP, IPv4 with fragmentation and reassembly, ICMP, UDP demultiplexing).
+//!
+//! This is the sans-IO core. [`Stack::receive`] takes a frame and the current time, [`Stack::poll`] runs timers
+//! and flushes socket output, and [`Stack::poll_at`] says when `poll` next has work. Frames go out through a
+//! [`FrameSink`] the caller passes in. Nothing here reads a clock or touches a device.
+
+pub mod counters;
+mod icmp;
+mod input;
+pub mod neighbor;
+mod output;
+pub mod rate_limit;
+pub mod reassembly;
+
+use crate::socket::{Fd, SocketTable};
+use crate::time::{earliest, Instant};
+use crate::wire::ethernet::MacAddr;
+use crate::wire::ipv4::Ipv4Cidr;
+use counters::Counters;
+use neighbor::{ArpConfig, NeighborCache};
+use rate_limit::TokenBucket;
+use reassembly::{Reassembler, ReassemblyConfig};
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// Where the stack writes the frames it sends.
+pub trait FrameSink {
+    /// A buffer of exactly `len` bytes for the next frame, or `None` when there is no room (the frame is then
+    /// dropped and counted, as a full transmit ring drops).
+    fn frame(&mut self, len: usize) -> Option<&mut [u8]>;
+}
+
+/// Collects frames into owned vectors: for tests, simulations and replays.
+impl FrameSink for Vec<Vec<u8>> {
+    fn frame(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.push(vec![0; len]);
+        self.last_mut().map(Vec::as_mut_slice)
+    }
+}
+
+/// Writes frames straight into a device's transmit batch.
+impl FrameSink for ustack_netdev::FrameBatch {
+    fn frame(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.push_with_len(len)
+    }
+}
+
+/// UDP tunables, with Linux's defaults.
+#[derive(Debug, Clone)]
+pub struct UdpConfig {
+    /// `SO_RCVBUF` of a new socket (Linux: net.core.rmem_default).
+    pub rcvbuf_default: usize,
+    /// `SO_SNDBUF` of a new socket (Linux: net.core.wmem_default).
+    pub sndbuf_default: usize,
+    /// Largest value `setsockopt(SO_RCVBUF)` accepts before doubling (Linux: net.core.rmem_max).
+    pub rmem_max: usize,
+    /// Largest value `setsockopt(SO_SNDBUF)` accepts before doubling (Linux: net.core.wmem_max).
+    pub wmem_max: usize,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig { rcvbuf_default: 212_992, sndbuf_default: 212_992, rmem_max: 212_992, wmem_max: 212_992 }
+    }
+}
+
+/// Everything that configures a stack.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// The stack's own hardware address.
+    pub mac: MacAddr,
+    /// The interface address and prefix.
+    pub ipv4: Ipv4Cidr,
+    /// The default router, if any.
+    pub gateway: Option<Ipv4Addr>,
+    /// The link MTU (largest IP packet).
+    pub mtu: usize,
+    /// Default IP time-to-live (Linux: net.ipv4.ip_default_ttl, 64).
+    pub ttl: u8,
+    /// Open sockets, at most (`EMFILE` past it).
+    pub max_sockets: usize,
+    /// Local port range for implicit binds (Linux: net.ipv4.ip_local_port_range).
+    pub ephemeral_ports: (u16, u16),
+    /// ICMP errors sent per second at most, and the burst allowed (Linux: icmp_msgs_per_sec and
+    /// icmp_msgs_burst).
+    pub icmp_rate_per_sec: u32,
+    pub icmp_burst: u32,
+    /// Answer echo requests sent to a broadcast address (Linux: icmp_echo_ignore_broadcasts = 1, so no).
+    pub answer_broadcast_echo: bool,
+    pub arp: ArpConfig,
+    pub reassembly: ReassemblyConfig,
+    pub udp: UdpConfig,
+    /// Seeds the stack's random choices (ephemeral ports, IP identification) so runs are reproducible.
+    pub seed: u64,
+}
+
+impl StackConfig {
+    /// A configuration with Linux's defaults for the given identity.
+    pub fn new(mac: MacAddr, ipv4: Ipv4Cidr) -> Self {
+        StackConfig {
+            mac,
+            ipv4,
+            gateway: None,
+            mtu: 1500,
+            ttl: 64,
+            max_sockets: 1024,
+            ephemeral_ports: (32768, 60999),
+            icmp_rate_per_sec: 1000,
+            icmp_burst: 50,
+            answer_broadcast_echo: false,
+            arp: ArpConfig::default(),
+            reassembly: ReassemblyConfig::default(),
+            udp: UdpConfig::default(),
+            seed: 0x7573_7461_636b,
+        }
+    }
+}
+
+/// A datagram from a socket that was closed before it went out (Linux has already sent it by then; so do we,
+/// on the next poll).
+#[derive(Debug)]
+pub(crate) struct OrphanDatagram {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    pub ttl: u8,
+    pub tos: u8,
+    pub payload: Vec<u8>,
+}
+
+/// Packets addressed to the stack itself wait here for the next poll, at most this many.
+const LOOPBACK_QUEUE_LIMIT: usize = 256;
+
+/// A user-space TCP/IP stack on one interface.
+#[derive(Debug)]
+pub struct Stack {
+    pub(crate) config: StackConfig,
+    pub(crate) neighbors: NeighborCache,
+    pub(crate) reassembler: Reassembler,
+    pub(crate) icmp_limiter: TokenBucket,
+    pub(crate) counters: Counters,
+    pub(crate) sockets: SocketTable,
+    pub(crate) udp_ports: crate::socket::PortTable,
+    /// UDP sockets with datagrams to send, in the order they became ready.
+    pub(crate) udp_tx_ready: VecDeque<Fd>,
+    pub(crate) orphan_tx: VecDeque<OrphanDatagram>,
+    /// Whole IP packets sent to our own address.
+    pub(crate) loopback: VecDeque<Vec<u8>>,
+    /// Sockets whose readiness may have changed since the driver last looked.
+    pub(crate) events: Vec<Fd>,
+    pub(crate) next_ident: u16,
+    rng_state: u64,
+    /// Reused buffer for building transport segments.
+    pub(crate) scratch: Vec<u8>,
+}
+
+impl Stack {
+    /// A stack with no sockets.
+    pub fn new(config: StackConfig) -> Self {
+        Stack {
+            neighbors: NeighborCache::new(config.arp.clone()),
+            reassembler: Reassembler::new(config.reassembly.clone()),
+            icmp_limiter: TokenBucket::new(config.icmp_rate_per_sec, config.icmp_burst),
+            counters: Counters::default(),
+            sockets: SocketTable::new(config.max_sockets),
+            udp_ports: Default::default(),
+            udp_tx_ready: VecDeque::new(),
+            orphan_tx: VecDeque::new(),
+            loopback: VecDeque::new(),
+            events: Vec::new(),
+            next_ident: (config.seed >> 16) as u16,
+            rng_state: config.seed | 1,
+            scratch: Vec::with_capacity(65536),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &StackConfig {
+        &self.config
+    }
+
+    /// The counters, named as Linux names them.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The hardware address the stack answers to.
+    pub fn mac(&self) -> MacAddr {
+        self.config.mac
+    }
+
+    /// The interface address.
+    pub fn ipv4_addr(&self) -> Ipv4Addr {
+        self.config.ipv4.addr
+    }
+
+    /// Runs the timers due at `now` and sends what sockets have queued.
+    pub fn poll(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        while let Some(packet) = self.loopback.pop_front() {
+            self.receive_ipv4(now, &packet, false, tx);
+        }
+        self.poll_neighbors(now, tx);
+        self.poll_reassembly(now, tx);
+        self.flush_udp(now, tx);
+    }
+
+    /// When [`Stack::poll`] next has work: `None` means "only when a frame arrives or a call is made".
+    /// A deadline at or before the current time means "now".
+    pub fn poll_at(&self) -> Option<Instant> {
+        let mut at = earliest(self.neighbors.poll_at(), self.reassembler.poll_at());
+        if !self.udp_tx_ready.is_empty() || !self.orphan_tx.is_empty() || !self.loopback.is_empty() {
+            at = Some(Instant::ZERO);
+        }
+        at
+    }
+
+    /// Sockets whose readiness may have changed since the last call, for the driver to wake their waiters.
+    pub fn take_events(&mut self, out: &mut Vec<Fd>) {
+        out.append(&mut self.events);
+    }
+
+    /// True when some socket's readiness may have changed.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// A random number from the stack's seeded generator (xorshift64*).
+    pub(crate) fn random_u32(&mut self) -> u32 {
+        let mut x = self.rng_state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng_state = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+
+    /// True for the addresses this interface receives as its own: its unicast address, the limited
+    /// broadcast and the subnet broadcast.
+    pub(crate) fn accepts_destination(&self, ip: Ipv4Addr) -> bool {
+        ip == self.config.ipv4.addr || self.is_broadcast(ip)
+    }
+
+    pub(crate) fn is_broadcast(&self, ip: Ipv4Addr) -> bool {
+        ip.is_broadcast() || Some(ip) == self.config.ipv4.broadcast()
+    }
+}

@@ -1,0 +1,264 @@
+//! The driver thread and the shared handle to a running stack.
+
+use crate::errno::Errno;
+use crate::iface::counters::Counters;
+use crate::iface::{FrameSink, Stack, StackConfig};
+use crate::socket::Fd;
+use crate::time::Instant;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use ustack_netdev::wait::{wait_readable, EventFd};
+use ustack_netdev::{Device, FrameBatch};
+
+/// Tunables of the driver.
+#[derive(Debug, Clone)]
+pub struct NetStackOptions {
+    /// Frames moved per device call.
+    pub batch_size: usize,
+    /// Receive batches processed per wake-up before timers and output get a turn (bounds latency under load).
+    pub max_batches_per_wake: usize,
+}
+
+impl Default for NetStackOptions {
+    fn default() -> Self {
+        NetStackOptions { batch_size: 64, max_batches_per_wake: 8 }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) stack: Mutex<Stack>,
+    /// Signalled whenever some socket's readiness may have changed.
+    pub(crate) readiness: Condvar,
+    /// Rung by socket calls that queued output, and by `shutdown`.
+    doorbell: EventFd,
+    stop: AtomicBool,
+    origin: std::time::Instant,
+}
+
+impl Shared {
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_duration(self.origin.elapsed())
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Stack> {
+        // A panic on another thread while it held the lock leaves the stack as it was between two calls; carry on.
+        self.stack.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn ring(&self) {
+        self.doorbell.notify();
+    }
+}
+
+/// A stack running on a device, driven by its own thread. Cloning gives another handle to the same stack; the
+/// thread stops when [`NetStack::shutdown`] is called or the last handle is dropped.
+#[derive(Clone)]
+pub struct NetStack {
+    pub(crate) shared: Arc<Shared>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for NetStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetStack").finish_non_exhaustive()
+    }
+}
+
+impl NetStack {
+    /// Starts a stack with `config` on `device`.
+    pub fn spawn<D: Device + 'static>(device: D, config: StackConfig) -> io::Result<NetStack> {
+        Self::spawn_with(device, config, NetStackOptions::default())
+    }
+
+    /// Starts a stack with explicit driver options.
+    pub fn spawn_with<D: Device + 'static>(
+        device: D,
+        mut config: StackConfig,
+        options: NetStackOptions,
+    ) -> io::Result<NetStack> {
+        config.mtu = config.mtu.min(device.mtu());
+        let shared = Arc::new(Shared {
+            stack: Mutex::new(Stack::new(config)),
+            readiness: Condvar::new(),
+            doorbell: EventFd::new()?,
+            stop: AtomicBool::new(false),
+            origin: std::time::Instant::now(),
+        });
+        let driver_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("ustack-driver".into())
+            .spawn(move || drive(driver_shared, device, options))?;
+        Ok(NetStack { shared, thread: Arc::new(Mutex::new(Some(thread))) })
+    }
+
+    /// Runs `f` on the stack under its lock, then lets the driver send whatever `f` queued. For socket
+    /// calls that the handles here do not cover.
+    pub fn with_stack<R>(&self, f: impl FnOnce(&mut Stack) -> R) -> R {
+        let result = f(&mut self.shared.lock());
+        self.shared.ring();
+        result
+    }
+
+    /// A copy of the stack's counters.
+    pub fn counters(&self) -> Counters {
+        self.shared.lock().counters().clone()
+    }
+
+    /// Time on the stack's clock.
+    pub fn now(&self) -> Instant {
+        self.shared.now()
+    }
+
+    /// Stops the driver thread and waits for it. Sockets stop working; calls return errors.
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.ring();
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        self.shared.readiness.notify_all();
+    }
+
+    /// Runs a non-blocking core call, waiting while it says `EAGAIN` (unless `nonblocking`) until `deadline`.
+    /// Rings the driver afterwards when `rings` (the call may have queued output).
+    pub(crate) fn call<T>(
+        &self,
+        nonblocking: bool,
+        timeout: Option<Duration>,
+        rings: bool,
+        mut op: impl FnMut(&mut Stack) -> Result<T, Errno>,
+    ) -> io::Result<T> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut stack = self.shared.lock();
+        loop {
+            match op(&mut stack) {
+                Err(Errno::EAGAIN) if !nonblocking => {}
+                result => {
+                    drop(stack);
+                    if rings {
+                        self.shared.ring();
+                    }
+                    return result.map_err(io::Error::from);
+                }
+            }
+            if self.shared.stop.load(Ordering::SeqCst) {
+                return Err(io::Error::new(io::ErrorKind::NotConnected, "the stack has been shut down"));
+            }
+            stack = match deadline {
+                None => self.shared.readiness.wait(stack).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        // std::net on Unix reports an expired read timeout as WouldBlock.
+                        return Err(io::Error::from(Errno::EAGAIN));
+                    }
+                    self.shared.readiness.wait_timeout(stack, left).unwrap_or_else(|p| p.into_inner()).0
+                }
+            };
+        }
+    }
+
+    /// Closes `fd`, ignoring errors (for `Drop`).
+    pub(crate) fn close_quietly(&self, fd: Fd) {
+        let _ = self.shared.lock().close(fd);
+        self.shared.ring();
+    }
+}
+
+impl Drop for NetStack {
+    fn drop(&mut self) {
+        // The driver holds its own Arc<Shared>; when only it and this handle remain, stop it.
+        if Arc::strong_count(&self.thread) == 1 {
+            self.shutdown();
+        }
+    }
+}
+
+/// A [`FrameSink`] over a device's transmit batch that sends the batch whenever it fills.
+struct FlushingSink<'a, D: Device> {
+    device: &'a mut D,
+    batch: &'a mut FrameBatch,
+}
+
+impl<D: Device> FlushingSink<'_, D> {
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            if let Err(e) = self.device.send_batch(self.batch) {
+                tracing::warn!("device send failed: {e}");
+            }
+            self.batch.clear();
+        }
+    }
+}
+
+impl<D: Device> FrameSink for FlushingSink<'_, D> {
+    fn frame(&mut self, len: usize) -> Option<&mut [u8]> {
+        if self.batch.is_full() {
+            self.flush();
+        }
+        self.batch.push_with_len(len)
+    }
+}
+
+fn drive<D: Device>(shared: Arc<Shared>, mut device: D, options: NetStackOptions) {
+    let slot = device.mtu() + 14 + 4;
+    let mut rx = FrameBatch::new(options.batch_size, slot);
+    let mut tx = FrameBatch::new(options.batch_size, slot);
+    let device_fd = device.pollable_fd();
+    let mut fds = vec![shared.doorbell_fd()];
+    fds.extend(device_fd);
+    while !shared.stop.load(Ordering::SeqCst) {
+        let timeout = {
+            let stack = shared.lock();
+            stack.poll_at().map(|at| at.saturating_since(shared.now()))
+        };
+        // Without a pollable device fall back to a short tick rather than sleeping through its frames.
+        let timeout = match (device_fd, timeout) {
+            (None, t) => Some(t.unwrap_or(Duration::from_millis(1)).min(Duration::from_millis(1))),
+            (Some(_), t) => t,
+        };
+        if let Err(e) = wait_readable(&fds, timeout) {
+            tracing::error!("driver wait failed: {e}");
+            break;
+        }
+        shared.doorbell.drain();
+        let mut stack = shared.lock();
+        let now = shared.now();
+        let mut sink = FlushingSink { device: &mut device, batch: &mut tx };
+        for _ in 0..options.max_batches_per_wake {
+            rx.clear();
+            let received = match sink.device.recv_batch(&mut rx) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!("device receive failed: {e}");
+                    0
+                }
+            };
+            for frame in rx.iter() {
+                stack.receive(now, frame, &mut sink);
+            }
+            if received < rx.capacity() {
+                break;
+            }
+        }
+        stack.poll(now, &mut sink);
+        sink.flush();
+        if stack.has_events() {
+            let mut changed = Vec::new();
+            stack.take_events(&mut changed);
+            drop(stack);
+            shared.readiness.notify_all();
+        }
+    }
+}
+
+impl Shared {
+    fn doorbell_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.doorbell.as_raw_fd()
+    }
+}

@@ -1,0 +1,5 @@
+//! Buffers that sockets keep data in.
+
+pub mod datagram_queue;
+
+pub use datagram_queue::DatagramQueue;
