@@ -13,7 +13,9 @@ pub mod runtime;
 pub mod sim;
 pub mod socket;
 pub mod storage;
+pub mod tcp;
 pub mod time;
+pub mod timer;
 pub mod wire;
 
 pub use errno::{Errno, SysResult};

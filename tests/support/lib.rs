@@ -5,3 +5,4 @@ pub mod fixtures;
 pub mod frames;
 
 pub mod kernel;
+pub mod tcp_app;

@@ -97,6 +97,42 @@ counter_group!(
     }
 );
 
+counter_group!(
+    /// TCP, as in the `Tcp:` lines of /proc/net/snmp and the `TcpExt:` lines of /proc/net/netstat.
+    TcpCounters, "" {
+        active_opens => "TcpActiveOpens",
+        passive_opens => "TcpPassiveOpens",
+        attempt_fails => "TcpAttemptFails",
+        estab_resets => "TcpEstabResets",
+        in_segs => "TcpInSegs",
+        out_segs => "TcpOutSegs",
+        retrans_segs => "TcpRetransSegs",
+        in_errs => "TcpInErrs",
+        out_rsts => "TcpOutRsts",
+        in_csum_errors => "TcpInCsumErrors",
+        listen_overflows => "TcpExtListenOverflows",
+        listen_drops => "TcpExtListenDrops",
+        challenge_acks => "TcpExtTCPChallengeACK",
+        syn_challenges => "TcpExtTCPSYNChallenge",
+        delayed_acks => "TcpExtDelayedACKs",
+        timeouts => "TcpExtTCPTimeouts",
+        fast_retrans => "TcpExtTCPFastRetrans",
+        aborts_on_data => "TcpExtTCPAbortOnData",
+        aborts_on_close => "TcpExtTCPAbortOnClose",
+        aborts_on_linger => "TcpExtTCPAbortOnLinger",
+        aborts_on_timeout => "TcpExtTCPAbortOnTimeout",
+        paws_estab => "TcpExtPAWSEstab",
+        time_waits => "TcpExtTW",
+        time_wait_overflow => "TcpExtTCPTimeWaitOverflow",
+        time_wait_recycled => "TcpExtTWRecycled",
+        window_probes => "TcpExtTCPWinProbe",
+        keepalive_probes => "TcpExtTCPKeepAlive",
+        ofo_queue => "TcpExtTCPOFOQueue",
+        ofo_drop => "TcpExtTCPOFODrop",
+        syn_queue_drops => "TcpExtTCPReqQFullDrop",
+    }
+);
+
 /// Every counter of the stack.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -105,6 +141,7 @@ pub struct Counters {
     pub ip: IpCounters,
     pub icmp: IcmpCounters,
     pub udp: UdpCounters,
+    pub tcp: TcpCounters,
 }
 
 impl Counters {
@@ -115,6 +152,7 @@ impl Counters {
         rows.extend(self.ip.rows());
         rows.extend(self.icmp.rows());
         rows.extend(self.udp.rows());
+        rows.extend(self.tcp.rows());
         rows
     }
 

@@ -84,16 +84,16 @@ impl Stack {
                 self.scratch = scratch;
             }
             IcmpMessage::EchoReply { .. } => self.counters.icmp.in_echo_reps += 1,
-            IcmpMessage::DestUnreachable { code, quoted, .. } => {
+            IcmpMessage::DestUnreachable { code, quoted, next_hop_mtu } => {
                 self.counters.icmp.in_dest_unreachs += 1;
-                self.receive_icmp_error(icmp_type::DEST_UNREACHABLE, code, quoted);
+                self.receive_icmp_error(now, icmp_type::DEST_UNREACHABLE, code, quoted, Some(next_hop_mtu), tx);
             }
             IcmpMessage::TimeExceeded { code, quoted } => {
                 self.counters.icmp.in_time_excds += 1;
-                self.receive_icmp_error(icmp_type::TIME_EXCEEDED, code, quoted);
+                self.receive_icmp_error(now, icmp_type::TIME_EXCEEDED, code, quoted, None, tx);
             }
             IcmpMessage::ParameterProblem { quoted, .. } => {
-                self.receive_icmp_error(icmp_type::PARAMETER_PROBLEM, 0, quoted);
+                self.receive_icmp_error(now, icmp_type::PARAMETER_PROBLEM, 0, quoted, None, tx);
             }
             IcmpMessage::SourceQuench { .. } | IcmpMessage::Other { .. } => {}
         }
@@ -102,7 +102,15 @@ impl Stack {
     /// Hands an ICMP error to the socket that sent the datagram it quotes. RFC 792 says the quote holds the
     /// IP header and at least 8 bytes of what followed: enough for the ports. A quote of a datagram we did
     /// not send (its source is not our address) is ignored (RFC 5927 section 4.1).
-    fn receive_icmp_error(&mut self, ty: u8, code: u8, quoted: &[u8]) {
+    fn receive_icmp_error(
+        &mut self,
+        now: Instant,
+        ty: u8,
+        code: u8,
+        quoted: &[u8],
+        next_hop_mtu: Option<u16>,
+        tx: &mut dyn FrameSink,
+    ) {
         let Ok(header) = Ipv4Header::parse_unchecked(quoted) else {
             self.counters.icmp.in_errors += 1;
             return;
@@ -113,13 +121,21 @@ impl Stack {
             return;
         }
         let Some((errno, hard)) = icmp_error_to_errno(ty, code) else { return };
+        if header.protocol == ip_proto::TCP {
+            self.tcp_error(now, &header, rest, errno, next_hop_mtu);
+            self.flush_tcp(now, tx);
+            return;
+        }
         self.transport_error(&header, rest, errno, hard);
     }
 
     /// Reports an error about a datagram we tried to send, detected locally (ARP gave up). Linux turns this into
     /// an ICMP Host Unreachable addressed to itself; here it goes straight to the socket, as a hard error, so
     /// that a connected socket learns of it.
-    pub(crate) fn deliver_local_error(&mut self, header: &Ipv4Header, payload: &[u8], errno: Errno) {
+    pub(crate) fn deliver_local_error(&mut self, now: Instant, header: &Ipv4Header, payload: &[u8], errno: Errno) {
+        if header.protocol == ip_proto::TCP {
+            return self.tcp_error(now, header, payload, errno, None);
+        }
         self.transport_error(header, payload, errno, true);
     }
 

@@ -15,6 +15,7 @@ use std::net::SocketAddrV4;
 impl Stack {
     /// Processes one received Ethernet frame at time `now`; replies (ARP, ICMP) go to `tx`.
     pub fn receive(&mut self, now: Instant, frame: &[u8], tx: &mut dyn FrameSink) {
+        self.last_now = self.last_now.max(now);
         self.counters.link.in_frames += 1;
         let Ok(eth) = EthernetFrame::parse(frame) else {
             self.counters.link.in_malformed += 1;
@@ -104,6 +105,7 @@ impl Stack {
         match header.protocol {
             ip_proto::ICMP => self.receive_icmp(now, header, payload, tx),
             ip_proto::UDP => self.receive_udp(now, header, payload, link_broadcast, tx),
+            ip_proto::TCP => self.receive_tcp(now, header, payload, tx),
             _ => {
                 // RFC 1122 section 3.2.2.1: a host SHOULD send Protocol Unreachable for a transport it lacks.
                 self.counters.ip.in_unknown_protos += 1;

@@ -12,6 +12,7 @@ pub mod neighbor;
 mod output;
 pub mod rate_limit;
 pub mod reassembly;
+mod tcp_glue;
 
 use crate::socket::{Fd, SocketTable};
 use crate::time::{earliest, Instant};
@@ -91,6 +92,7 @@ pub struct StackConfig {
     pub arp: ArpConfig,
     pub reassembly: ReassemblyConfig,
     pub udp: UdpConfig,
+    pub tcp: crate::tcp::config::TcpConfig,
     /// Seeds the stack's random choices (ephemeral ports, IP identification) so runs are reproducible.
     pub seed: u64,
 }
@@ -112,7 +114,9 @@ impl StackConfig {
             arp: ArpConfig::default(),
             reassembly: ReassemblyConfig::default(),
             udp: UdpConfig::default(),
-            seed: 0x7573_7461_636b,
+            tcp: crate::tcp::config::TcpConfig::default(),
+            // Different addresses give different seeds, so two default stacks do not make the same choices.
+            seed: 0x7573_7461_636b ^ u64::from(u32::from(ipv4.addr)) << 16 ^ u64::from(mac.0[5]),
         }
     }
 }
@@ -141,6 +145,7 @@ pub struct Stack {
     pub(crate) counters: Counters,
     pub(crate) sockets: SocketTable,
     pub(crate) udp_ports: crate::socket::PortTable,
+    pub(crate) tcp: crate::tcp::layer::TcpLayer,
     /// UDP sockets with datagrams to send, in the order they became ready.
     pub(crate) udp_tx_ready: VecDeque<Fd>,
     pub(crate) orphan_tx: VecDeque<OrphanDatagram>,
@@ -152,6 +157,8 @@ pub struct Stack {
     rng_state: u64,
     /// Reused buffer for building transport segments.
     pub(crate) scratch: Vec<u8>,
+    /// The latest time handed in by the driver, for socket calls that start timers (`connect`, `close`).
+    pub(crate) last_now: Instant,
 }
 
 impl Stack {
@@ -164,6 +171,7 @@ impl Stack {
             counters: Counters::default(),
             sockets: SocketTable::new(config.max_sockets),
             udp_ports: Default::default(),
+            tcp: crate::tcp::layer::TcpLayer::new(config.tcp.clone(), config.seed),
             udp_tx_ready: VecDeque::new(),
             orphan_tx: VecDeque::new(),
             loopback: VecDeque::new(),
@@ -171,6 +179,7 @@ impl Stack {
             next_ident: (config.seed >> 16) as u16,
             rng_state: config.seed | 1,
             scratch: Vec::with_capacity(65536),
+            last_now: Instant::ZERO,
             config,
         }
     }
@@ -180,8 +189,10 @@ impl Stack {
     }
 
     /// The counters, named as Linux names them.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    pub fn counters(&self) -> Counters {
+        let mut c = self.counters.clone();
+        c.tcp = self.tcp.counters.clone();
+        c
     }
 
     /// The hardware address the stack answers to.
@@ -196,18 +207,21 @@ impl Stack {
 
     /// Runs the timers due at `now` and sends what sockets have queued.
     pub fn poll(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        self.last_now = self.last_now.max(now);
         while let Some(packet) = self.loopback.pop_front() {
             self.receive_ipv4(now, &packet, false, tx);
         }
         self.poll_neighbors(now, tx);
         self.poll_reassembly(now, tx);
         self.flush_udp(now, tx);
+        self.poll_tcp(now, tx);
     }
 
     /// When [`Stack::poll`] next has work: `None` means "only when a frame arrives or a call is made".
     /// A deadline at or before the current time means "now".
     pub fn poll_at(&self) -> Option<Instant> {
         let mut at = earliest(self.neighbors.poll_at(), self.reassembler.poll_at());
+        at = earliest(at, self.tcp.poll_at());
         if !self.udp_tx_ready.is_empty() || !self.orphan_tx.is_empty() || !self.loopback.is_empty() {
             at = Some(Instant::ZERO);
         }
@@ -217,11 +231,12 @@ impl Stack {
     /// Sockets whose readiness may have changed since the last call, for the driver to wake their waiters.
     pub fn take_events(&mut self, out: &mut Vec<Fd>) {
         out.append(&mut self.events);
+        out.append(&mut self.tcp.events);
     }
 
     /// True when some socket's readiness may have changed.
     pub fn has_events(&self) -> bool {
-        !self.events.is_empty()
+        !self.events.is_empty() || !self.tcp.events.is_empty()
     }
 
     /// A random number from the stack's seeded generator (xorshift64*).

@@ -195,7 +195,7 @@ impl Stack {
         }
         for packet in actions.failed {
             self.counters.ip.out_no_routes += 1;
-            self.deliver_local_error(&packet.header, &packet.payload, crate::errno::Errno::EHOSTUNREACH);
+            self.deliver_local_error(now, &packet.header, &packet.payload, crate::errno::Errno::EHOSTUNREACH);
         }
     }
 
@@ -207,8 +207,7 @@ impl Stack {
             self.send_udp(now, src.port(), dst, ttl, tos, &payload, &mut scratch, tx);
         }
         while let Some(fd) = self.udp_tx_ready.pop_front() {
-            loop {
-                let Ok(Socket::Udp(sock)) = self.sockets.get_mut(fd) else { break };
+            while let Ok(Socket::Udp(sock)) = self.sockets.get_mut(fd) {
                 let Some((&dst, data)) = sock.tx.front() else {
                     sock.tx_scheduled = false;
                     break;
@@ -218,9 +217,8 @@ impl Stack {
                 scratch.resize(udp::HEADER_LEN, 0);
                 scratch.extend_from_slice(data);
                 sock.tx.pop();
-                let was_full = sock.tx.is_full();
+                // Room in the send buffer: a writer waiting on it may go on.
                 self.events.push(fd);
-                let _ = was_full;
                 self.send_udp_built(now, src_port, dst, ttl, tos, &mut scratch, tx);
             }
         }

@@ -38,7 +38,7 @@ impl TokenBucket {
         let new_tokens = elapsed / per_token_ns.max(1);
         if new_tokens > 0 {
             self.tokens = (u64::from(self.tokens) + new_tokens).min(u64::from(self.burst)) as u32;
-            self.last_refill = self.last_refill + crate::time::Duration::from_nanos(new_tokens * per_token_ns);
+            self.last_refill += crate::time::Duration::from_nanos(new_tokens * per_token_ns);
         }
         if now < self.last_refill {
             // Time handed in went backwards (a new driver); restart the clock rather than stall.

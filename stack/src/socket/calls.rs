@@ -1,198 +1,78 @@
-//! The socket calls, as methods of [`Stack`]. Each rule cites the Linux behaviour (udp(7), socket(7),
-//! ip(7)) it reproduces; errno values are Linux's.
+//! The socket calls, as methods of [`Stack`]: each finds the socket and hands the call to its protocol
+//! (`udp_calls.rs`, `tcp_calls.rs`). Errno values are Linux's.
 
-use super::udp::UdpSocket;
-use super::{buffer_size_from_user, Domain, Fd, MsgFlags, Readiness, RecvMeta, Shutdown, SockOpt, SockType, Socket};
+use super::{Domain, Fd, MsgFlags, Readiness, RecvMeta, Shutdown, SockOpt, SockType, Socket};
 use crate::errno::{Errno, SysResult};
-use crate::iface::{OrphanDatagram, Stack};
-use crate::wire::ipv4::MIN_HEADER_LEN;
-use crate::wire::udp;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use crate::iface::Stack;
+use crate::time::Duration;
+use std::net::SocketAddr;
 
-/// The largest UDP payload an IPv4 datagram can carry: 65535 - 20 - 8.
-pub const UDP_MAX_PAYLOAD: usize = 65535 - MIN_HEADER_LEN - udp::HEADER_LEN;
-
-/// Linux's floors for buffer sizes (SOCK_MIN_RCVBUF and SOCK_MIN_SNDBUF on x86-64).
-const MIN_RCVBUF: usize = 2304;
-const MIN_SNDBUF: usize = 4608;
-
-/// `SOCK_DGRAM` and `SOCK_STREAM`, as `SO_TYPE` reports them.
-const SOCK_STREAM: i32 = 1;
-const SOCK_DGRAM: i32 = 2;
-
-fn v4(addr: SocketAddr) -> SysResult<SocketAddrV4> {
-    match addr {
-        SocketAddr::V4(a) => Ok(a),
-        // An AF_INET6 address given to an AF_INET socket (Linux: inet_bind and udp_sendmsg).
-        SocketAddr::V6(_) => Err(Errno::EAFNOSUPPORT),
-    }
+/// Which protocol a descriptor speaks.
+#[derive(Clone, Copy)]
+enum Proto {
+    Udp,
+    Tcp,
 }
 
 impl Stack {
+    fn proto(&self, fd: Fd) -> SysResult<Proto> {
+        Ok(match self.sockets.get(fd)? {
+            Socket::Udp(_) => Proto::Udp,
+            Socket::Tcp(_) => Proto::Tcp,
+        })
+    }
+
     /// `socket(domain, type, 0)`.
     pub fn socket(&mut self, domain: Domain, ty: SockType) -> SysResult<Fd> {
         match (domain, ty) {
-            (Domain::Inet, SockType::Dgram) => {
-                let udp = UdpSocket::new(self.config.udp.rcvbuf_default, self.config.udp.sndbuf_default);
-                let mut udp = Box::new(udp);
-                udp.ttl = self.config.ttl;
-                self.sockets.insert(Socket::Udp(udp))
-            }
-            (Domain::Inet, SockType::Stream) => Err(Errno::EPROTONOSUPPORT),
+            (Domain::Inet, SockType::Dgram) => self.udp_socket(),
+            (Domain::Inet, SockType::Stream) => self.tcp_socket(),
             (Domain::Inet6, _) => Err(Errno::EAFNOSUPPORT),
         }
     }
 
-    fn udp(&self, fd: Fd) -> SysResult<&UdpSocket> {
-        match self.sockets.get(fd)? {
-            Socket::Udp(s) => Ok(s),
-        }
-    }
-
-    fn udp_mut(&mut self, fd: Fd) -> SysResult<&mut UdpSocket> {
-        match self.sockets.get_mut(fd)? {
-            Socket::Udp(s) => Ok(s),
-        }
-    }
-
-    /// True when `ip` may be a socket's local address: unspecified, ours, or a broadcast address (Linux lets a
-    /// UDP socket bind to a broadcast address to receive only broadcasts).
-    fn is_bindable(&self, ip: Ipv4Addr) -> bool {
-        ip.is_unspecified() || ip == self.config.ipv4.addr || self.is_broadcast(ip) || ip.is_loopback()
-    }
-
-    /// Linux's `udp_lib_lport_inuse`: another socket on the port conflicts unless both set SO_REUSEADDR or
-    /// their local addresses differ and neither is the wildcard.
-    fn udp_port_conflicts(&self, fd: Fd, local: SocketAddrV4, reuse: bool) -> bool {
-        self.udp_ports.on_port(local.port()).iter().any(|&other| {
-            if other == fd {
-                return false;
-            }
-            let Ok(Socket::Udp(o)) = self.sockets.get(other) else { return false };
-            let Some(olocal) = o.local else { return false };
-            let overlap = olocal.ip().is_unspecified() || local.ip().is_unspecified() || olocal.ip() == local.ip();
-            overlap && !(reuse && o.reuse_addr)
-        })
-    }
-
-    /// Gives an unbound socket a free ephemeral port (Linux's `inet_autobind`; `EAGAIN` when none is free).
-    fn udp_autobind(&mut self, fd: Fd) -> SysResult<()> {
-        if self.udp(fd)?.local.is_some() {
-            return Ok(());
-        }
-        let (first, last) = self.config.ephemeral_ports;
-        let random = self.random_u32();
-        let port = self.udp_ports.pick_ephemeral(first, last, random).ok_or(Errno::EAGAIN)?;
-        self.udp_mut(fd)?.local = Some(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
-        self.udp_ports.insert(port, fd);
-        Ok(())
-    }
-
     /// `bind(fd, addr)`.
     pub fn bind(&mut self, fd: Fd, addr: SocketAddr) -> SysResult<()> {
-        let addr = v4(addr)?;
-        let sock = self.udp(fd)?;
-        if sock.local.is_some() {
-            return Err(Errno::EINVAL); // already bound (inet_bind: "sk->sk_num ... -EINVAL")
+        match self.proto(fd)? {
+            Proto::Udp => self.udp_bind(fd, addr),
+            Proto::Tcp => self.tcp_bind(fd, addr),
         }
-        if !self.is_bindable(*addr.ip()) {
-            return Err(Errno::EADDRNOTAVAIL);
-        }
-        let reuse = sock.reuse_addr;
-        let port = if addr.port() == 0 {
-            let (first, last) = self.config.ephemeral_ports;
-            let random = self.random_u32();
-            self.udp_ports.pick_ephemeral(first, last, random).ok_or(Errno::EADDRINUSE)?
-        } else {
-            if self.udp_port_conflicts(fd, addr, reuse) {
-                return Err(Errno::EADDRINUSE);
-            }
-            addr.port()
-        };
-        let sock = self.udp_mut(fd)?;
-        sock.local = Some(SocketAddrV4::new(*addr.ip(), port));
-        sock.addr_locked = !addr.ip().is_unspecified();
-        sock.port_locked = addr.port() != 0;
-        self.udp_ports.insert(port, fd);
-        Ok(())
     }
 
-    /// `connect(fd, addr)`; `None` is `AF_UNSPEC`, which dissolves the association (udp(7)).
+    /// `listen(fd, backlog)`; `EOPNOTSUPP` on a datagram socket.
+    pub fn listen(&mut self, fd: Fd, backlog: i32) -> SysResult<()> {
+        match self.proto(fd)? {
+            Proto::Udp => Err(Errno::EOPNOTSUPP),
+            Proto::Tcp => self.tcp_listen(fd, backlog),
+        }
+    }
+
+    /// `accept(fd)`: a connection from the accept queue and its peer; `EAGAIN` when none is waiting.
+    pub fn accept(&mut self, fd: Fd) -> SysResult<(Fd, SocketAddr)> {
+        match self.proto(fd)? {
+            Proto::Udp => Err(Errno::EOPNOTSUPP),
+            Proto::Tcp => self.tcp_accept(fd),
+        }
+    }
+
+    /// `connect(fd, addr)`; `None` is `AF_UNSPEC`. A TCP connect answers `EINPROGRESS` and completes later
+    /// (readiness turns writable; `SO_ERROR` tells the result), as a non-blocking connect does on Linux.
     pub fn connect(&mut self, fd: Fd, addr: Option<SocketAddr>) -> SysResult<()> {
-        let Some(addr) = addr else { return self.udp_disconnect(fd) };
-        let addr = v4(addr)?;
-        let sock = self.udp(fd)?;
-        // ip4_datagram_connect: a broadcast peer needs SO_BROADCAST (EACCES otherwise).
-        if self.is_broadcast(*addr.ip()) && !sock.broadcast {
-            return Err(Errno::EACCES);
+        match self.proto(fd)? {
+            Proto::Udp => self.udp_connect(fd, addr),
+            Proto::Tcp => self.tcp_connect(fd, addr),
         }
-        self.route(*addr.ip())?;
-        self.udp_autobind(fd)?;
-        let our_ip = self.config.ipv4.addr;
-        let sock = self.udp_mut(fd)?;
-        if let Some(local) = sock.local.as_mut() {
-            if local.ip().is_unspecified() {
-                // The source address the route chose becomes the local address (getsockname shows it).
-                local.set_ip(if addr.ip().is_loopback() { Ipv4Addr::LOCALHOST } else { our_ip });
-            }
-        }
-        sock.remote = Some(addr);
-        self.events.push(fd);
-        Ok(())
     }
 
-    /// Linux's `__udp_disconnect`: forget the peer; the local address and port go back to what `bind()` set.
-    fn udp_disconnect(&mut self, fd: Fd) -> SysResult<()> {
-        let sock = self.udp_mut(fd)?;
-        sock.remote = None;
-        if !sock.addr_locked {
-            if let Some(local) = sock.local.as_mut() {
-                local.set_ip(Ipv4Addr::UNSPECIFIED);
-            }
+    /// `sendto(fd, buf, flags, addr)`; `None` sends to the connected peer.
+    pub fn sendto(&mut self, fd: Fd, buf: &[u8], flags: MsgFlags, dest: Option<SocketAddr>) -> SysResult<usize> {
+        let _ = flags;
+        match self.proto(fd)? {
+            Proto::Udp => self.udp_sendto(fd, buf, dest),
+            // tcp(7): the address of a sendto on a connected stream is ignored (Linux: EISCONN only if the
+            // socket is not connected and an address is given with MSG_FASTOPEN).
+            Proto::Tcp => self.tcp_send(fd, buf),
         }
-        if !sock.port_locked {
-            if let Some(local) = sock.local.take() {
-                self.udp_ports.remove(local.port(), fd);
-            }
-        }
-        Ok(())
-    }
-
-    /// `sendto(fd, buf, flags, addr)`; `None` sends to the connected peer (`send`).
-    pub fn sendto(&mut self, fd: Fd, buf: &[u8], _flags: MsgFlags, dest: Option<SocketAddr>) -> SysResult<usize> {
-        let sock = self.udp_mut(fd)?;
-        if let Some(e) = sock.error.take() {
-            return Err(e); // sock_alloc_send_pskb reports (and clears) a pending error first
-        }
-        if sock.shut_wr {
-            return Err(Errno::EPIPE);
-        }
-        let dst = match dest {
-            Some(a) => v4(a)?,
-            None => sock.remote.ok_or(Errno::EDESTADDRREQ)?,
-        };
-        if dst.port() == 0 {
-            return Err(Errno::EINVAL);
-        }
-        if buf.len() > UDP_MAX_PAYLOAD {
-            return Err(Errno::EMSGSIZE);
-        }
-        let may_broadcast = sock.broadcast;
-        if self.is_broadcast(*dst.ip()) && !may_broadcast {
-            return Err(Errno::EACCES);
-        }
-        self.route(*dst.ip())?;
-        self.udp_autobind(fd)?;
-        let sock = self.udp_mut(fd)?;
-        if sock.tx.push(dst, buf).is_err() {
-            self.counters.udp.sndbuf_errors += 1;
-            return Err(Errno::EAGAIN);
-        }
-        if !sock.tx_scheduled {
-            sock.tx_scheduled = true;
-            self.udp_tx_ready.push_back(fd);
-        }
-        Ok(buf.len())
     }
 
     /// `send(fd, buf, flags)`.
@@ -200,30 +80,12 @@ impl Stack {
         self.sendto(fd, buf, flags, None)
     }
 
-    /// `recvfrom(fd, buf, flags)`: one datagram, truncated to `buf` (the rest is discarded, udp(7)).
-    ///
-    /// An empty queue gives `EAGAIN`, except after `shutdown(SHUT_RD)` when a caller that would block gets 0.
+    /// `recvfrom(fd, buf, flags)`.
     pub fn recvfrom(&mut self, fd: Fd, buf: &mut [u8], flags: MsgFlags) -> SysResult<RecvMeta> {
-        let sock = self.udp_mut(fd)?;
-        // __skb_try_recv_datagram checks for a pending error before looking at the queue.
-        if let Some(e) = sock.error.take() {
-            return Err(e);
+        match self.proto(fd)? {
+            Proto::Udp => self.udp_recvfrom(fd, buf, flags),
+            Proto::Tcp => self.tcp_recv(fd, buf, flags),
         }
-        let Some((&from, data)) = sock.rx.front() else {
-            if sock.shut_rd && !flags.contains(MsgFlags::DONTWAIT) {
-                let from = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-                return Ok(RecvMeta { len: 0, from, truncated: false });
-            }
-            return Err(Errno::EAGAIN);
-        };
-        let copied = data.len().min(buf.len());
-        buf[..copied].copy_from_slice(&data[..copied]);
-        let truncated = data.len() > buf.len();
-        let len = if flags.contains(MsgFlags::TRUNC) { data.len() } else { copied };
-        if !flags.contains(MsgFlags::PEEK) {
-            sock.rx.pop();
-        }
-        Ok(RecvMeta { len, from: SocketAddr::V4(from), truncated })
     }
 
     /// `recv(fd, buf, flags)`.
@@ -231,108 +93,86 @@ impl Stack {
         self.recvfrom(fd, buf, flags).map(|m| m.len)
     }
 
-    /// `getsockname(fd)`: an unbound socket reports 0.0.0.0:0, as Linux does.
+    /// `getsockname(fd)`.
     pub fn getsockname(&self, fd: Fd) -> SysResult<SocketAddr> {
-        let sock = self.udp(fd)?;
-        Ok(SocketAddr::V4(sock.local.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))))
+        match self.proto(fd)? {
+            Proto::Udp => self.udp_getsockname(fd),
+            Proto::Tcp => self.tcp_getsockname(fd),
+        }
     }
 
-    /// `getpeername(fd)`: `ENOTCONN` unless connected.
+    /// `getpeername(fd)`.
     pub fn getpeername(&self, fd: Fd) -> SysResult<SocketAddr> {
-        self.udp(fd)?.remote.map(SocketAddr::V4).ok_or(Errno::ENOTCONN)
+        match self.proto(fd)? {
+            Proto::Udp => self.udp_getpeername(fd),
+            Proto::Tcp => self.tcp_getpeername(fd),
+        }
     }
 
-    /// `shutdown(fd, how)`. On an unconnected datagram socket Linux records the shutdown *and* returns
-    /// `ENOTCONN` (inet_shutdown's "hack to wake up other listeners").
+    /// `shutdown(fd, how)`.
     pub fn shutdown(&mut self, fd: Fd, how: Shutdown) -> SysResult<()> {
-        let sock = self.udp_mut(fd)?;
-        if matches!(how, Shutdown::Read | Shutdown::Both) {
-            sock.shut_rd = true;
-        }
-        if matches!(how, Shutdown::Write | Shutdown::Both) {
-            sock.shut_wr = true;
-        }
-        let connected = sock.remote.is_some();
-        self.events.push(fd);
-        if connected {
-            Ok(())
-        } else {
-            Err(Errno::ENOTCONN)
+        match self.proto(fd)? {
+            Proto::Udp => self.udp_shutdown(fd, how),
+            Proto::Tcp => self.tcp_shutdown(fd, how),
         }
     }
 
-    /// `close(fd)`. Datagrams already accepted by `sendto` still go out: on Linux they were sent during the
-    /// call, and nothing accepted into a buffer may be lost.
+    /// `close(fd)`.
     pub fn close(&mut self, fd: Fd) -> SysResult<()> {
-        let Socket::Udp(mut sock) = self.sockets.remove(fd)?;
-        if let Some(local) = sock.local {
-            self.udp_ports.remove(local.port(), fd);
-            let (ttl, tos) = (sock.ttl, sock.tos);
-            for (dst, payload) in sock.tx.drain() {
-                self.orphan_tx.push_back(OrphanDatagram { src: local, dst, ttl, tos, payload });
-            }
+        match self.proto(fd)? {
+            Proto::Udp => self.udp_close(fd),
+            Proto::Tcp => self.tcp_close(fd),
         }
-        self.udp_tx_ready.retain(|&f| f != fd);
-        self.events.push(fd);
-        Ok(())
     }
 
     /// `setsockopt(fd, level, name, &value)` for the integer options.
     pub fn setsockopt(&mut self, fd: Fd, opt: SockOpt, value: i32) -> SysResult<()> {
-        let (rmem_max, wmem_max, default_ttl) = (self.config.udp.rmem_max, self.config.udp.wmem_max, self.config.ttl);
-        let sock = self.udp_mut(fd)?;
-        match opt {
-            SockOpt::ReuseAddr => sock.reuse_addr = value != 0,
-            SockOpt::Broadcast => sock.broadcast = value != 0,
-            SockOpt::RcvBuf => sock.rx.set_budget(buffer_size_from_user(value, rmem_max, MIN_RCVBUF)),
-            SockOpt::SndBuf => sock.tx.set_budget(buffer_size_from_user(value, wmem_max, MIN_SNDBUF)),
-            SockOpt::IpTtl => {
-                // ip(7): 1..=255, or -1 for the default.
-                sock.ttl = match value {
-                    -1 => default_ttl,
-                    1..=255 => value as u8,
-                    _ => return Err(Errno::EINVAL),
-                }
-            }
-            SockOpt::IpTos => sock.tos = (value & 0xff) as u8,
-            SockOpt::KeepAlive => {}
-            SockOpt::Error | SockOpt::Type | SockOpt::AcceptConn => return Err(Errno::ENOPROTOOPT),
+        match self.proto(fd)? {
+            Proto::Udp => self.udp_setsockopt(fd, opt, value),
+            Proto::Tcp => self.tcp_setsockopt(fd, opt, value),
         }
-        self.events.push(fd);
-        Ok(())
     }
 
     /// `getsockopt(fd, level, name)` for the integer options. `SO_ERROR` is read-and-clear.
     pub fn getsockopt(&mut self, fd: Fd, opt: SockOpt) -> SysResult<i32> {
-        let sock = self.udp_mut(fd)?;
-        Ok(match opt {
-            SockOpt::ReuseAddr => i32::from(sock.reuse_addr),
-            SockOpt::Broadcast => i32::from(sock.broadcast),
-            SockOpt::RcvBuf => sock.rx.budget() as i32,
-            SockOpt::SndBuf => sock.tx.budget() as i32,
-            SockOpt::Error => sock.error.take().map_or(0, Errno::code),
-            SockOpt::Type => SOCK_DGRAM,
-            SockOpt::AcceptConn => 0,
-            SockOpt::KeepAlive => 0,
-            SockOpt::IpTtl => i32::from(sock.ttl),
-            SockOpt::IpTos => i32::from(sock.tos),
-        })
+        match self.proto(fd)? {
+            Proto::Udp => self.udp_getsockopt(fd, opt),
+            Proto::Tcp => self.tcp_getsockopt(fd, opt),
+        }
+    }
+
+    /// `setsockopt(fd, SOL_SOCKET, SO_LINGER, {on, seconds})`: `None` is off.
+    pub fn set_linger(&mut self, fd: Fd, linger: Option<Duration>) -> SysResult<()> {
+        match self.sockets.get_mut(fd)? {
+            Socket::Tcp(s) => {
+                s.linger = linger;
+                Ok(())
+            }
+            Socket::Udp(_) => Ok(()),
+        }
+    }
+
+    /// `getsockopt(fd, SOL_SOCKET, SO_LINGER)`.
+    pub fn linger(&self, fd: Fd) -> SysResult<Option<Duration>> {
+        match self.sockets.get(fd)? {
+            Socket::Tcp(s) => Ok(s.linger),
+            Socket::Udp(_) => Ok(None),
+        }
     }
 
     /// `poll(2)` readiness of one socket.
     pub fn readiness(&self, fd: Fd) -> SysResult<Readiness> {
-        Ok(self.udp(fd)?.readiness())
-    }
-
-    /// Datagrams a socket dropped because its receive buffer was full.
-    pub fn socket_drops(&self, fd: Fd) -> SysResult<u64> {
-        Ok(self.udp(fd)?.drops)
+        match self.sockets.get(fd)? {
+            Socket::Udp(s) => Ok(s.readiness()),
+            Socket::Tcp(_) => self.tcp_readiness(fd),
+        }
     }
 
     /// The socket type, as `SO_TYPE` reports it.
     pub fn socket_type(&self, fd: Fd) -> SysResult<i32> {
-        self.sockets.get(fd).map(|s| match s {
-            Socket::Udp(_) => SOCK_DGRAM,
+        Ok(match self.proto(fd)? {
+            Proto::Udp => 2,
+            Proto::Tcp => 1,
         })
     }
 
@@ -341,6 +181,3 @@ impl Stack {
         self.sockets.len()
     }
 }
-
-#[allow(dead_code)]
-const _: i32 = SOCK_STREAM;

@@ -8,7 +8,10 @@
 mod calls;
 mod ports;
 mod table;
+pub(crate) mod tcp;
+mod tcp_calls;
 pub(crate) mod udp;
+mod udp_calls;
 
 pub(crate) use ports::PortTable;
 pub use table::Fd;
@@ -103,6 +106,18 @@ pub enum SockOpt {
     IpTtl,
     /// `IPPROTO_IP, IP_TOS`.
     IpTos,
+    /// `IPPROTO_TCP, TCP_NODELAY`.
+    TcpNoDelay,
+    /// `IPPROTO_TCP, TCP_MAXSEG`.
+    TcpMaxSeg,
+    /// `IPPROTO_TCP, TCP_KEEPIDLE` (seconds).
+    TcpKeepIdle,
+    /// `IPPROTO_TCP, TCP_KEEPINTVL` (seconds).
+    TcpKeepIntvl,
+    /// `IPPROTO_TCP, TCP_KEEPCNT`.
+    TcpKeepCnt,
+    /// `IPPROTO_TCP, TCP_LINGER2` (seconds).
+    TcpLinger2,
 }
 
 impl SockOpt {
@@ -119,6 +134,12 @@ impl SockOpt {
             SockOpt::KeepAlive => "SO_KEEPALIVE",
             SockOpt::IpTtl => "IP_TTL",
             SockOpt::IpTos => "IP_TOS",
+            SockOpt::TcpNoDelay => "TCP_NODELAY",
+            SockOpt::TcpMaxSeg => "TCP_MAXSEG",
+            SockOpt::TcpKeepIdle => "TCP_KEEPIDLE",
+            SockOpt::TcpKeepIntvl => "TCP_KEEPINTVL",
+            SockOpt::TcpKeepCnt => "TCP_KEEPCNT",
+            SockOpt::TcpLinger2 => "TCP_LINGER2",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The descriptor table: small integers, lowest free first, as `open(2)` and `socket(2)` hand them out.
 
+use super::tcp::TcpSocket;
 use super::udp::UdpSocket;
 use crate::errno::{Errno, SysResult};
 use core::fmt;
@@ -24,6 +25,7 @@ pub const FIRST_FD: i32 = 3;
 #[derive(Debug)]
 pub(crate) enum Socket {
     Udp(Box<UdpSocket>),
+    Tcp(Box<TcpSocket>),
 }
 
 /// A slab of sockets indexed by descriptor.
@@ -79,7 +81,13 @@ impl SocketTable {
         Ok(socket)
     }
 
+    /// True when another descriptor can be opened.
+    pub fn has_room(&self) -> bool {
+        self.open < self.limit
+    }
+
     /// Every open descriptor with its socket, in descriptor order.
+    #[allow(dead_code)]
     pub fn iter(&self) -> impl Iterator<Item = (Fd, &Socket)> + '_ {
         self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (Fd(i as i32 + FIRST_FD), s)))
     }

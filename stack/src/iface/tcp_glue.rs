@@ -1,0 +1,109 @@
+//! Where the IP layer meets TCP: segments in (checksum, demultiplexing), segments out (through IP), ICMP
+//! errors about TCP segments (RFC 5927), and the TCP timers.
+
+use super::output::IpSend;
+use super::{FrameSink, Stack};
+use crate::errno::Errno;
+use crate::tcp::connection::{Outcome, State};
+use crate::tcp::layer::Demuxed;
+use crate::time::Instant;
+use crate::wire::ip_proto;
+use crate::wire::ipv4::{Ipv4Header, MIN_HEADER_LEN};
+use crate::wire::tcp::{TcpHeader, MIN_HEADER_LEN as TCP_MIN_HEADER_LEN};
+use crate::wire::WireError;
+use std::net::SocketAddrV4;
+
+impl Stack {
+    /// The MSS we announce: the MTU less the IPv4 and TCP headers (RFC 9293 section 3.7.1, MUST-14).
+    pub(crate) fn tcp_our_mss(&self) -> u16 {
+        (self.config.mtu.saturating_sub(MIN_HEADER_LEN + TCP_MIN_HEADER_LEN)).clamp(88, u16::MAX as usize) as u16
+    }
+
+    pub(crate) fn receive_tcp(&mut self, now: Instant, ip: &Ipv4Header, payload: &[u8], tx: &mut dyn FrameSink) {
+        let (seg, data) = match TcpHeader::parse_v4(payload, ip.src, ip.dst) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                self.tcp.counters.in_errs += 1;
+                if e == WireError::BadChecksum {
+                    self.tcp.counters.in_csum_errors += 1;
+                }
+                return;
+            }
+        };
+        // TCP is unicast only: a segment to a broadcast address is dropped, never answered (RFC 1122 section
+        // 4.2.3.10).
+        if self.is_broadcast(ip.dst) {
+            return;
+        }
+        let local = SocketAddrV4::new(ip.dst, seg.dst_port);
+        let remote = SocketAddrV4::new(ip.src, seg.src_port);
+        let mss = self.tcp_our_mss();
+        self.tcp.receive(now, local, remote, &seg, data, mss);
+        self.flush_tcp(now, tx);
+    }
+
+    /// Hands every segment TCP built to IP. TCP always sets DF: its segments are sized to the path MTU.
+    pub(crate) fn flush_tcp(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        if self.tcp.out.is_empty() {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.tcp.out);
+        for seg in &out.segments {
+            let how = IpSend {
+                dst: *seg.remote.ip(),
+                protocol: ip_proto::TCP,
+                ttl: self.config.ttl,
+                tos: 0,
+                dont_fragment: true,
+            };
+            let _ = self.send_ipv4(now, how, &out.buf[seg.bytes.clone()], tx);
+        }
+        out.clear();
+        self.tcp.out = out;
+    }
+
+    /// TCP timers and output queued by socket calls.
+    pub(crate) fn poll_tcp(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        self.tcp.poll(now);
+        self.flush_tcp(now, tx);
+    }
+
+    /// An ICMP error (or a local ARP failure) about a TCP segment we sent. RFC 5927 section 4.1: act only if the
+    /// quoted sequence number is one we have sent and not yet had acknowledged. In SYN-SENT an unreachable
+    /// destination ends the attempt at once (Linux does the same for every code); on a synchronized
+    /// connection the error is soft (RFC 1122 section 4.2.3.9), remembered and reported if the connection
+    /// later times out. "Fragmentation needed" lowers the MSS (path MTU discovery, RFC 1191).
+    pub(crate) fn tcp_error(
+        &mut self,
+        now: Instant,
+        quoted: &Ipv4Header,
+        transport: &[u8],
+        errno: Errno,
+        next_hop_mtu: Option<u16>,
+    ) {
+        let Ok((src_port, dst_port, seq)) = TcpHeader::parse_quoted(transport) else { return };
+        let tuple = (SocketAddrV4::new(quoted.src, src_port), SocketAddrV4::new(quoted.dst, dst_port));
+        let Some(Demuxed::Conn(k)) = self.tcp.demux.get(&tuple).copied() else { return };
+        let Some(conn) = self.tcp.conns.get_mut(k) else { return };
+        if seq.lt(conn.snd_una) || seq.ge(conn.snd_max) {
+            return;
+        }
+        if let Some(mtu) = next_hop_mtu.filter(|_| errno == Errno::EMSGSIZE) {
+            let mss = usize::from(mtu).saturating_sub(MIN_HEADER_LEN + TCP_MIN_HEADER_LEN).max(88);
+            let mss = mss - if conn.negotiated.ts.is_some() { 12 } else { 0 };
+            if mss < conn.negotiated.send_mss {
+                conn.negotiated.send_mss = mss;
+                conn.cc.set_mss(mss);
+                conn.snd_nxt = conn.snd_una; // resend what was too big, now smaller
+                self.tcp.wake(k);
+            }
+            return;
+        }
+        if conn.state == State::SynSent {
+            self.tcp.counters.attempt_fails += 1;
+            self.tcp.after_event(now, k, Outcome::Gone(Some(errno)));
+        } else {
+            conn.soft_error = Some(errno);
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! TCP tunables, with the Linux kernel's defaults (the sysctl each mirrors is named).
+
+use crate::time::Duration;
+
+/// Tunables shared by every TCP connection of a stack.
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// RTO before any RTT sample (RFC 6298 section 2.1: 1 s; Linux TCP_TIMEOUT_INIT).
+    pub initial_rto: Duration,
+    /// Floor of the RTO (Linux TCP_RTO_MIN, 200 ms; RFC 6298 says 1 s, Linux and most stacks use less).
+    pub min_rto: Duration,
+    /// Ceiling of the RTO (Linux TCP_RTO_MAX, 120 s).
+    pub max_rto: Duration,
+    /// SYN retransmissions before `connect()` fails with ETIMEDOUT (net.ipv4.tcp_syn_retries).
+    pub syn_retries: u32,
+    /// SYN-ACK retransmissions before a half-open connection is dropped (net.ipv4.tcp_synack_retries).
+    pub synack_retries: u32,
+    /// Retransmissions of data before the connection is aborted (net.ipv4.tcp_retries2).
+    pub retries2: u32,
+    /// Longest an acknowledgment is delayed (RFC 9293 section 3.8.6.3 allows up to 500 ms; Linux's floor is 40 ms).
+    pub delayed_ack: Duration,
+    /// Segments acknowledged at once at the start of a connection, to speed up the peer's slow start (Linux
+    /// TCP_MAX_QUICKACKS).
+    pub quick_acks: u32,
+    /// Maximum segment lifetime; TIME_WAIT lasts 2*MSL (Linux: a fixed 60 s TCP_TIMEWAIT_LEN).
+    pub msl: Duration,
+    /// How long an orphaned connection may sit in FIN_WAIT_2 (net.ipv4.tcp_fin_timeout, TCP_LINGER2).
+    pub fin_timeout: Duration,
+    /// Keepalive: idle time, probe interval and probe count (net.ipv4.tcp_keepalive_time/intvl/probes).
+    pub keepalive_idle: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_probes: u32,
+    /// TIME_WAIT entries kept at most; beyond, a closing connection skips TIME_WAIT and the overflow is
+    /// counted (net.ipv4.tcp_max_tw_buckets).
+    pub max_time_wait: usize,
+    /// Default receive and send buffer sizes of a new socket.
+    pub rcvbuf_default: usize,
+    pub sndbuf_default: usize,
+    /// Largest sizes `setsockopt` accepts before doubling (net.core.rmem_max / wmem_max).
+    pub rmem_max: usize,
+    pub wmem_max: usize,
+    /// Window scale shift we offer (Linux's choice for its default buffers is 7).
+    pub window_scale: u8,
+    /// Offer RFC 7323 timestamps and RFC 2018 SACK (net.ipv4.tcp_timestamps, tcp_sack).
+    pub timestamps: bool,
+    pub sack: bool,
+    /// Initial congestion window in segments (RFC 6928).
+    pub initial_window: usize,
+    /// Challenge ACKs sent per second, at most (RFC 5961 section 7; net.ipv4.tcp_challenge_ack_limit).
+    pub challenge_ack_limit: u32,
+    /// Out-of-order ranges held per connection, at most.
+    pub max_ooo_ranges: usize,
+    /// Upper bound of `listen()`'s backlog (net.core.somaxconn).
+    pub somaxconn: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(120),
+            syn_retries: 6,
+            synack_retries: 5,
+            retries2: 15,
+            delayed_ack: Duration::from_millis(40),
+            quick_acks: 16,
+            msl: Duration::from_secs(30),
+            fin_timeout: Duration::from_secs(60),
+            keepalive_idle: Duration::from_secs(7200),
+            keepalive_interval: Duration::from_secs(75),
+            keepalive_probes: 9,
+            max_time_wait: 262_144,
+            rcvbuf_default: 262_144,
+            sndbuf_default: 262_144,
+            rmem_max: 4 << 20,
+            wmem_max: 4 << 20,
+            window_scale: 7,
+            timestamps: true,
+            sack: true,
+            initial_window: 10,
+            challenge_ack_limit: 1000,
+            max_ooo_ranges: 64,
+            somaxconn: 4096,
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! The transmission control block (RFC 9293 section 3.3.1) of one synchronizing or synchronized connection,
+//! in the RFC's own names. Segment processing lives in `input.rs`, sending in `output.rs`, timers here.
+
+use super::assembler::Assembler;
+use super::config::TcpConfig;
+use super::congestion::NewReno;
+use super::rtt::RttEstimator;
+use super::seq::SeqNum;
+use crate::errno::Errno;
+use crate::iface::counters::TcpCounters;
+use crate::socket::Fd;
+use crate::storage::ring_buffer::RingBuffer;
+use crate::storage::slab::SlabKey;
+use crate::time::{earliest, Duration, Instant};
+use crate::timer::TimerHandle;
+use std::net::SocketAddrV4;
+
+/// The connection states of RFC 9293 section 3.3.2 (LISTEN belongs to the listener, CLOSED to no TCB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+    Closed,
+}
+
+impl State {
+    /// The name `ss` and netstat print.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECV",
+            State::Established => "ESTAB",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::FinWait2 => "FIN-WAIT-2",
+            State::CloseWait => "CLOSE-WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+            State::Closed => "CLOSED",
+        }
+    }
+
+    /// States in which the connection is synchronized (RFC 9293 section 3.5.2's "synchronized states").
+    pub fn is_synchronized(self) -> bool {
+        !matches!(self, State::SynSent | State::SynReceived | State::Closed)
+    }
+
+    /// States in which we may still send data.
+    pub fn can_send(self) -> bool {
+        matches!(self, State::Established | State::CloseWait)
+    }
+
+    /// States in which arriving data is accepted (RFC 9293 section 3.10.7.4, "seventh, process the segment text").
+    pub fn can_receive(self) -> bool {
+        matches!(self, State::Established | State::FinWait1 | State::FinWait2)
+    }
+}
+
+/// RFC 7323 timestamp state.
+#[derive(Debug, Clone, Copy)]
+pub struct Timestamps {
+    /// TS.Recent: the peer's timestamp to echo.
+    pub recent: u32,
+    /// When TS.Recent was last updated (RFC 7323 section 5.5: it goes stale after 24 days).
+    pub recent_at: Instant,
+    /// Added to our millisecond clock so that connections do not reveal a shared clock (Linux does the same).
+    pub offset: u32,
+}
+
+/// Per-socket options that shape a connection.
+#[derive(Debug, Clone)]
+pub struct ConnOptions {
+    pub nodelay: bool,
+    pub keepalive: bool,
+    pub keep_idle: Duration,
+    pub keep_interval: Duration,
+    pub keep_count: u32,
+    /// FIN_WAIT_2 timeout of an orphaned connection (TCP_LINGER2); `None` uses the stack's default.
+    pub linger2: Option<Duration>,
+    /// `TCP_MAXSEG` set by the user: caps the MSS.
+    pub user_mss: Option<u16>,
+}
+
+impl ConnOptions {
+    pub fn new(config: &TcpConfig) -> Self {
+        ConnOptions {
+            nodelay: false,
+            keepalive: false,
+            keep_idle: config.keepalive_idle,
+            keep_interval: config.keepalive_interval,
+            keep_count: config.keepalive_probes,
+            linger2: None,
+            user_mss: None,
+        }
+    }
+}
+
+/// What the options of the handshake settled.
+#[derive(Debug, Clone, Copy)]
+pub struct Negotiated {
+    /// Payload bytes per segment we send (the peer's MSS, capped by ours, less the timestamp option).
+    pub send_mss: usize,
+    /// The MSS we announced.
+    pub our_mss: u16,
+    /// The peer's shift, applied to windows it sends (RFC 7323 section 2.3).
+    pub snd_wscale: u8,
+    /// Our shift, applied to windows we send.
+    pub rcv_wscale: u8,
+    /// Both sides sent a window scale option.
+    pub scaling: bool,
+    pub ts: Option<Timestamps>,
+    pub sack_ok: bool,
+}
+
+/// One TCP connection.
+#[derive(Debug)]
+pub struct Connection {
+    pub state: State,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// The descriptor that owns the connection; `None` once the application closed it (an orphan).
+    pub fd: Option<Fd>,
+    /// The listener whose accept queue holds this connection, until it is accepted.
+    pub listener: Option<SlabKey>,
+
+    // Send sequence variables (RFC 9293 section 3.3.1).
+    pub iss: SeqNum,
+    pub snd_una: SeqNum,
+    pub snd_nxt: SeqNum,
+    /// The highest sequence number sent plus one: SND.NXT moves back on a timeout, this does not.
+    pub snd_max: SeqNum,
+    pub snd_wnd: usize,
+    pub snd_wl1: SeqNum,
+    pub snd_wl2: SeqNum,
+    /// The largest window the peer ever offered (for RFC 5961 section 5.2 and sender SWS avoidance).
+    pub max_snd_wnd: usize,
+
+    // Receive sequence variables.
+    pub irs: SeqNum,
+    pub rcv_nxt: SeqNum,
+    /// The right edge of the window we last advertised (RCV.NXT + RCV.WND at that time).
+    pub rcv_adv: SeqNum,
+    /// The acknowledgment number we last sent (Last.ACK.sent of RFC 7323 section 4.3).
+    pub last_ack_sent: SeqNum,
+
+    pub negotiated: Negotiated,
+
+    /// Bytes from SND.UNA on: sent but unacknowledged, then not yet sent.
+    pub tx: RingBuffer,
+    /// Bytes received in order and not yet read; out-of-order bytes sit in its free space.
+    pub rx: RingBuffer,
+    /// Which out-of-order bytes are held.
+    pub ooo: Assembler,
+    /// Sequence number of a FIN that arrived ahead of missing data.
+    pub ooo_fin: Option<SeqNum>,
+    /// Sequence number of our FIN, once the application closed its sending side.
+    pub fin_seq: Option<SeqNum>,
+    /// The peer's FIN arrived in order: reads reach end of file.
+    pub peer_fin: bool,
+
+    // Timers, as absolute deadlines; the wheel holds one entry for the earliest.
+    pub rto_at: Option<Instant>,
+    pub persist_at: Option<Instant>,
+    pub delack_at: Option<Instant>,
+    pub keepalive_at: Option<Instant>,
+    /// FIN_WAIT_2 timeout of an orphan.
+    pub linger_at: Option<Instant>,
+    pub timer: Option<(TimerHandle, Instant)>,
+
+    pub rtt: RttEstimator,
+    /// The segment being timed for an RTT sample when timestamps are off (Karn's algorithm: never a
+    /// retransmitted one).
+    pub rtt_probe: Option<(SeqNum, Instant)>,
+    /// Consecutive retransmission timeouts.
+    pub retries: u32,
+    /// Unanswered zero-window or keepalive probes.
+    pub probes: u32,
+    pub cc: NewReno,
+    /// Retransmit the segment at SND.UNA on the next transmit (fast retransmit, partial ACK).
+    pub retransmit_now: bool,
+
+    /// An ACK must go out now.
+    pub ack_now: bool,
+    /// A zero-window or keepalive probe must go out now: a segment one byte behind SND.UNA, which the
+    /// peer cannot accept and so must answer (Linux's `tcp_xmit_probe_skb`).
+    pub probe_now: bool,
+    /// Full-sized segments received since the last ACK (RFC 9293 section 3.8.6.3: ACK every second one).
+    pub unacked_segments: u32,
+    /// Segments still to be acknowledged at once (quick-ack mode at the start of a connection).
+    pub quick_acks: u32,
+    pub last_recv: Instant,
+
+    /// The pending error (SO_ERROR).
+    pub error: Option<Errno>,
+    /// The last soft ICMP error, reported if the connection then times out (RFC 1122 section 4.2.3.9).
+    pub soft_error: Option<Errno>,
+    pub opts: ConnOptions,
+    /// The application shut down its receiving side.
+    pub shut_rd: bool,
+}
+
+/// What became of a connection after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still alive.
+    Alive,
+    /// It just became ESTABLISHED (a connect completed, or a passive open finished).
+    Established,
+    /// It entered TIME_WAIT: the stack replaces it with a light entry.
+    TimeWait,
+    /// It is gone: with `Some(errno)` for the application (reset, refused, timed out), `None` for a clean end.
+    Gone(Option<Errno>),
+    /// It is gone and a RST must be sent (an abort).
+    Abort(Option<Errno>),
+}
+
+impl Connection {
+    /// Milliseconds of our timestamp clock at `now`.
+    pub fn ts_now(&self, now: Instant) -> u32 {
+        let offset = self.negotiated.ts.map_or(0, |t| t.offset);
+        (now.as_millis() as u32).wrapping_add(offset)
+    }
+
+    /// Data bytes queued and not yet sent.
+    pub fn unsent(&self) -> usize {
+        let sent_data = self.snd_nxt.since(self.snd_una).min(self.tx.len());
+        self.tx.len() - sent_data
+    }
+
+    /// Sequence space in flight (data, and our FIN if sent).
+    pub fn in_flight(&self) -> usize {
+        self.snd_nxt.since(self.snd_una)
+    }
+
+    /// The window we can offer now: free receive space, rounded down to what the scale can express.
+    pub fn free_window(&self) -> usize {
+        let scale = self.negotiated.rcv_wscale;
+        let max = (u16::MAX as usize) << scale;
+        (self.rx.free().min(max) >> scale) << scale
+    }
+
+    /// The window to advertise: the free space, but an edge that would move right by less than
+    /// min(buffer / 2, MSS) is held back (receiver SWS avoidance, RFC 9293 section 3.8.6.2.2), and the right
+    /// edge never moves left (RFC 9293 section 3.8.6.2.2, "shrinking the window" is discouraged).
+    pub fn window_to_advertise(&self) -> usize {
+        let free = self.free_window();
+        let current = self.rcv_adv.distance(self.rcv_nxt).max(0) as usize;
+        let threshold = (self.rx.capacity() / 2).min(self.negotiated.send_mss.max(536));
+        if free >= current + threshold || free <= current {
+            free.max(current)
+        } else {
+            current
+        }
+    }
+
+    /// True when the window has opened enough since the last advertisement that the peer should hear of it
+    /// (after the application read data).
+    pub fn window_update_due(&self) -> bool {
+        let current = self.rcv_adv.distance(self.rcv_nxt).max(0) as usize;
+        let free = self.free_window();
+        let mss = self.negotiated.send_mss.max(536);
+        free >= current + 2 * mss || (current < mss && free >= current + mss.min(self.rx.capacity() / 2))
+    }
+
+    /// The earliest pending timer.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.rto_at, self.persist_at, self.delack_at, self.keepalive_at, self.linger_at]
+            .into_iter()
+            .fold(None, earliest)
+    }
+
+    /// (Re)arms the retransmission timer from now (RFC 6298 section 5.1 and 5.3).
+    pub fn arm_rto(&mut self, now: Instant) {
+        self.rto_at = Some(now + self.rtt.rto());
+    }
+
+    /// The keepalive deadline counted from the last segment received.
+    pub fn arm_keepalive(&mut self) {
+        self.keepalive_at = self.opts.keepalive.then(|| self.last_recv + self.opts.keep_idle);
+    }
+
+    /// Records an error for the application and whether it ends the connection.
+    pub fn fail(&mut self, errno: Errno) {
+        self.error = Some(errno);
+        self.state = State::Closed;
+    }
+
+    /// Runs the timers due at `now` (RFC 6298 section 5 for retransmission, RFC 9293 section 3.8.6.1 for
+    /// zero-window probes, RFC 1122 section 4.2.3.6 for keepalive, RFC 9293 section 3.8.6.3 for delayed ACKs).
+    pub fn on_timer(&mut self, now: Instant, config: &TcpConfig, counters: &mut TcpCounters) -> Outcome {
+        if self.delack_at.is_some_and(|t| t <= now) {
+            self.delack_at = None;
+            self.ack_now = true;
+            counters.delayed_acks += 1;
+        }
+        if self.linger_at.is_some_and(|t| t <= now) {
+            self.linger_at = None;
+            if self.state == State::FinWait2 && self.fd.is_none() {
+                // Linux silently forgets an orphan that waited too long for the peer's FIN.
+                return Outcome::Gone(None);
+            }
+        }
+        if self.rto_at.is_some_and(|t| t <= now) {
+            self.rto_at = None;
+            if let Some(outcome) = self.on_retransmission_timeout(now, config, counters) {
+                return outcome;
+            }
+        }
+        if self.persist_at.is_some_and(|t| t <= now) {
+            self.persist_at = None;
+            self.probes += 1;
+            counters.window_probes += 1;
+            self.probe_now = true;
+            self.rtt.back_off();
+            self.persist_at = Some(now + self.rtt.rto());
+            return Outcome::Alive;
+        }
+        if self.keepalive_at.is_some_and(|t| t <= now) {
+            if self.probes >= self.opts.keep_count {
+                counters.aborts_on_timeout += 1;
+                return Outcome::Abort(Some(Errno::ETIMEDOUT));
+            }
+            self.probes += 1;
+            counters.keepalive_probes += 1;
+            self.probe_now = true;
+            self.keepalive_at = Some(now + self.opts.keep_interval);
+        }
+        Outcome::Alive
+    }
+
+    /// RFC 6298 section 5.4 to 5.7: retransmit the earliest unacknowledged segment, back the timer off, and
+    /// collapse the congestion window (RFC 5681 section 3.1). Gives up after the configured retries.
+    fn on_retransmission_timeout(
+        &mut self,
+        now: Instant,
+        config: &TcpConfig,
+        counters: &mut TcpCounters,
+    ) -> Option<Outcome> {
+        let limit = match self.state {
+            State::SynSent => config.syn_retries,
+            State::SynReceived => config.synack_retries,
+            _ => config.retries2,
+        };
+        if self.retries >= limit {
+            counters.aborts_on_timeout += 1;
+            let errno = self.soft_error.unwrap_or(Errno::ETIMEDOUT);
+            return Some(match self.state {
+                State::SynSent => Outcome::Gone(Some(errno)),
+                _ => Outcome::Abort(Some(errno)),
+            });
+        }
+        if self.snd_una == self.snd_max && self.state.is_synchronized() {
+            return None; // everything was acknowledged meanwhile
+        }
+        self.retries += 1;
+        counters.timeouts += 1;
+        self.rtt.back_off();
+        self.rtt_probe = None;
+        let flight = self.snd_max.since(self.snd_una);
+        if self.state.is_synchronized() {
+            self.cc.on_timeout(flight, self.snd_max);
+        }
+        // Go back to SND.UNA: everything after it is resent as the window reopens.
+        self.snd_nxt = self.snd_una;
+        self.arm_rto(now);
+        None
+    }
+}

@@ -1,0 +1,482 @@
+//! SEGMENT ARRIVES (RFC 9293 section 3.10.7) for a connection that has a TCB: SYN-SENT (3.10.7.3) and the
+//! synchronized states (3.10.7.4), checked in the RFC's order — sequence number, RST, SYN, ACK, text, FIN —
+//! with RFC 5961's defences against blind in-window attacks and RFC 7323's PAWS.
+
+use super::config::TcpConfig;
+use super::congestion::{AckAction, DupAckAction};
+use super::connection::{Connection, Outcome, State, Timestamps};
+use super::handshake::{negotiate, syn_options};
+use super::seq::SeqNum;
+use crate::errno::Errno;
+use crate::iface::counters::TcpCounters;
+use crate::iface::rate_limit::TokenBucket;
+use crate::time::{Duration, Instant};
+use crate::wire::tcp::{TcpFlags, TcpHeader};
+
+/// RFC 7323 section 5.5: a TS.Recent older than 24 days is too old to judge by.
+const PAWS_IDLE_LIMIT: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// What the layer around a connection lends it while a segment is processed.
+pub struct InputContext<'a> {
+    pub config: &'a TcpConfig,
+    pub counters: &'a mut TcpCounters,
+    /// RFC 5961 section 7: challenge ACKs are rate-limited.
+    pub challenge_acks: &'a mut TokenBucket,
+    /// Our MSS for this path (from the interface MTU).
+    pub our_mss: u16,
+}
+
+/// The result of processing one segment: what became of the connection, and whether a RST must answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Processed {
+    pub outcome: Outcome,
+    /// Send `<SEQ=seq><CTL=RST>` (RFC 9293's reply to an unacceptable ACK in a non-synchronized state).
+    pub reset_reply: Option<SeqNum>,
+}
+
+impl Processed {
+    fn alive() -> Self {
+        Processed { outcome: Outcome::Alive, reset_reply: None }
+    }
+    fn outcome(outcome: Outcome) -> Self {
+        Processed { outcome, reset_reply: None }
+    }
+}
+
+impl Connection {
+    /// Processes one segment addressed to this connection.
+    pub fn on_segment(&mut self, now: Instant, seg: &TcpHeader, payload: &[u8], ctx: &mut InputContext) -> Processed {
+        self.last_recv = now;
+        self.probes = 0;
+        let result = match self.state {
+            State::SynSent => self.on_segment_syn_sent(now, seg, payload, ctx),
+            _ => self.on_segment_synchronized(now, seg, payload, ctx),
+        };
+        if self.opts.keepalive && self.state.is_synchronized() {
+            self.arm_keepalive();
+        }
+        result
+    }
+
+    /// RFC 9293 section 3.10.7.3, SYN-SENT.
+    fn on_segment_syn_sent(
+        &mut self,
+        now: Instant,
+        seg: &TcpHeader,
+        payload: &[u8],
+        ctx: &mut InputContext,
+    ) -> Processed {
+        let flags = seg.flags;
+        // First, check the ACK bit: an ACK of something we never sent gets a reset, unless it is one.
+        if flags.contains(TcpFlags::ACK) && (seg.ack.le(self.iss) || seg.ack.gt(self.snd_max)) {
+            if flags.contains(TcpFlags::RST) {
+                return Processed::alive();
+            }
+            return Processed { outcome: Outcome::Alive, reset_reply: Some(seg.ack) };
+        }
+        let ack_ok = flags.contains(TcpFlags::ACK);
+        // Second, the RST bit: with an acceptable ACK the connection is refused (RFC 5961 section 3.2 keeps this
+        // for SYN-SENT, where the ACK check is the defence).
+        if flags.contains(TcpFlags::RST) {
+            if ack_ok {
+                ctx.counters.attempt_fails += 1;
+                return Processed::outcome(Outcome::Gone(Some(Errno::ECONNREFUSED)));
+            }
+            return Processed::alive();
+        }
+        // Fourth, the SYN bit.
+        if !flags.contains(TcpFlags::SYN) {
+            return Processed::alive();
+        }
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq + 1;
+        let offered = syn_options(ctx.config, self.negotiated.our_mss, 0);
+        let ts_offset = self.negotiated.ts.map_or(0, |t| t.offset);
+        self.negotiated = negotiate(ctx.config, self.negotiated.our_mss, &seg.options, now, ts_offset, &offered);
+        self.cc.set_mss(self.negotiated.send_mss);
+        self.cc = super::congestion::NewReno::new(self.negotiated.send_mss, ctx.config.initial_window);
+        if ack_ok {
+            // Our SYN is acknowledged: ESTABLISHED, and ACK the peer's SYN at once.
+            self.snd_una = seg.ack;
+            if let Some(ts) = seg.options.timestamps.filter(|_| self.negotiated.ts.is_some()) {
+                self.sample_rtt_from_timestamp(now, ts.1);
+            } else if self.retries == 0 {
+                if let Some((_, sent_at)) = self.rtt_probe {
+                    self.rtt.sample(now.saturating_since(sent_at));
+                }
+            }
+            self.rtt_probe = None;
+            self.retries = 0;
+            self.rtt.reset_backoff();
+            self.rto_at = None;
+            // RFC 7323 section 2.2: the window of a SYN is never scaled.
+            self.snd_wnd = usize::from(seg.window);
+            self.max_snd_wnd = self.snd_wnd;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            self.state = State::Established;
+            self.rcv_adv = self.rcv_nxt;
+            self.ack_now = true;
+            ctx.counters.active_opens += 1;
+            self.arm_keepalive();
+            if !payload.is_empty() {
+                self.accept_text(now, self.rcv_nxt, payload, ctx);
+            }
+            return Processed::outcome(Outcome::Established);
+        }
+        // A SYN without ACK: simultaneous open (RFC 9293 section 3.5, figure 8). Send SYN-ACK from SYN-RECEIVED.
+        self.state = State::SynReceived;
+        self.snd_wnd = usize::from(seg.window);
+        self.snd_wl1 = seg.seq;
+        self.snd_nxt = self.iss; // resend our SYN, now with ACK
+        self.rcv_adv = self.rcv_nxt;
+        Processed::alive()
+    }
+
+    /// RFC 9293 section 3.10.7.4, every state after SYN-SENT.
+    fn on_segment_synchronized(
+        &mut self,
+        now: Instant,
+        seg: &TcpHeader,
+        payload: &[u8],
+        ctx: &mut InputContext,
+    ) -> Processed {
+        let flags = seg.flags;
+        let seg_len =
+            payload.len() + usize::from(flags.contains(TcpFlags::SYN)) + usize::from(flags.contains(TcpFlags::FIN));
+
+        // RFC 7323 section 5.3, PAWS: a segment whose timestamp is older than TS.Recent is a stale duplicate.
+        if let (Some(ts), Some((tsval, _))) = (self.negotiated.ts, seg.options.timestamps) {
+            if !flags.contains(TcpFlags::RST)
+                && (tsval.wrapping_sub(ts.recent) as i32) < 0
+                && now.saturating_since(ts.recent_at) < PAWS_IDLE_LIMIT
+            {
+                ctx.counters.paws_estab += 1;
+                self.ack_now = true;
+                return Processed::alive();
+            }
+        }
+
+        // First, check the sequence number (RFC 9293 section 3.10.7.4, the four cases of acceptability).
+        let window = self.rcv_adv.distance(self.rcv_nxt).max(0) as u32;
+        let acceptable = match (seg_len, window) {
+            (0, 0) => seg.seq == self.rcv_nxt,
+            (0, _) => seg.seq.in_window(self.rcv_nxt, window),
+            (_, 0) => false,
+            (_, _) => {
+                seg.seq.in_window(self.rcv_nxt, window) || (seg.seq + (seg_len - 1)).in_window(self.rcv_nxt, window)
+            }
+        };
+        // "If the RCV.WND is zero ... special allowance should be made to accept valid ACKs, URGs, and RSTs":
+        // a segment at exactly RCV.NXT is processed for its control bits, its text dropped.
+        let zero_window_probe = !acceptable && window == 0 && seg.seq == self.rcv_nxt;
+        if !acceptable && !zero_window_probe {
+            if !flags.contains(TcpFlags::RST) {
+                self.ack_now = true;
+            }
+            return Processed::alive();
+        }
+
+        // RFC 7323 section 4.3: remember the timestamp of a segment that covers Last.ACK.sent.
+        if let (Some(ts), Some((tsval, _))) = (self.negotiated.ts.as_mut(), seg.options.timestamps) {
+            if seg.seq.le(self.last_ack_sent) {
+                *ts = Timestamps { recent: tsval, recent_at: now, offset: ts.offset };
+            }
+        }
+
+        // Second, check the RST bit (RFC 5961 section 3.2): only a RST at exactly RCV.NXT resets; one merely in
+        // the window draws a challenge ACK, so a blind attacker must guess the exact number.
+        if flags.contains(TcpFlags::RST) {
+            if seg.seq != self.rcv_nxt {
+                self.challenge_ack(ctx);
+                return Processed::alive();
+            }
+            return Processed::outcome(match self.state {
+                State::SynReceived => Outcome::Gone(Some(Errno::ECONNREFUSED)),
+                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                    ctx.counters.estab_resets += 1;
+                    Outcome::Gone(Some(if self.state == State::CloseWait { Errno::EPIPE } else { Errno::ECONNRESET }))
+                }
+                _ => Outcome::Gone(None),
+            });
+        }
+
+        // Fourth, check the SYN bit (RFC 5961 section 4.2): any SYN in a synchronized state gets a challenge ACK.
+        if flags.contains(TcpFlags::SYN) {
+            if self.state == State::SynReceived && seg.seq == self.irs {
+                // The peer's SYN again (simultaneous open): our SYN-ACK is resent by the retransmission timer.
+                self.snd_nxt = self.iss;
+                return Processed::alive();
+            }
+            ctx.counters.syn_challenges += 1;
+            self.challenge_ack(ctx);
+            return Processed::alive();
+        }
+
+        // Fifth, check the ACK field.
+        if !flags.contains(TcpFlags::ACK) {
+            return Processed::alive();
+        }
+        let mut outcome = Outcome::Alive;
+        if self.state == State::SynReceived {
+            if seg.ack.le(self.snd_una) || seg.ack.gt(self.snd_max) {
+                return Processed { outcome: Outcome::Alive, reset_reply: Some(seg.ack) };
+            }
+            self.state = State::Established;
+            self.snd_wnd = usize::from(seg.window) << self.negotiated.snd_wscale;
+            self.max_snd_wnd = self.snd_wnd;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            ctx.counters.active_opens += 1;
+            outcome = Outcome::Established;
+        }
+        if let Some(early) = self.process_ack(now, seg, payload, ctx) {
+            return early;
+        }
+
+        // Our FIN acknowledged: the closing states move on.
+        let fin_acked = self.fin_seq.is_some_and(|f| self.snd_una.gt(f));
+        match self.state {
+            State::FinWait1 if fin_acked => {
+                self.state = State::FinWait2;
+                if self.fd.is_none() {
+                    self.linger_at = Some(now + self.opts.linger2.unwrap_or(ctx.config.fin_timeout));
+                }
+            }
+            State::Closing if fin_acked => return Processed::outcome(Outcome::TimeWait),
+            State::LastAck if fin_acked => return Processed::outcome(Outcome::Gone(None)),
+            _ => {}
+        }
+
+        // Seventh, process the segment text (URG, the sixth step, is not supported: urgent data is ordinary
+        // data here, as RFC 6093 recommends new applications treat it).
+        let mut data = payload;
+        let mut seq = seg.seq;
+        if zero_window_probe {
+            data = &[];
+        }
+        if !data.is_empty() {
+            if !self.state.can_receive() {
+                // Text after the peer's FIN (CLOSE-WAIT, CLOSING, LAST-ACK) is ignored.
+            } else if self.fd.is_none() && self.fin_seq.is_some() {
+                // RFC 9293 section 3.10.4 / Linux: new data for an application that closed is answered with RST.
+                ctx.counters.aborts_on_data += 1;
+                return Processed::outcome(Outcome::Abort(None));
+            } else {
+                // Trim what we already have (RFC 9293 section 3.10.7.4: "segments with higher beginning sequence
+                // numbers may be held"; earlier bytes are duplicates).
+                if seq.lt(self.rcv_nxt) {
+                    let dup = self.rcv_nxt.since(seq).min(data.len());
+                    data = &data[dup..];
+                    seq = self.rcv_nxt;
+                }
+                self.accept_text(now, seq, data, ctx);
+            }
+        }
+
+        // Eighth, check the FIN bit.
+        if flags.contains(TcpFlags::FIN) {
+            let fin_at = seg.seq + payload.len();
+            if fin_at == self.rcv_nxt {
+                return self.accept_fin(now, ctx, outcome);
+            } else if fin_at.gt(self.rcv_nxt) && self.state.can_receive() {
+                self.ooo_fin = Some(fin_at);
+                self.ack_now = true;
+            } else if self.state == State::TimeWait || !self.state.can_receive() {
+                // A retransmitted FIN: acknowledge it again.
+                self.ack_now = true;
+            }
+        }
+        Processed::outcome(outcome)
+    }
+
+    /// The ACK field of a segment in a synchronized state: RFC 9293 section 3.10.7.4 "fifth", with the
+    /// acceptability test of RFC 5961 section 5.2. Returns `Some` when processing must stop here.
+    fn process_ack(
+        &mut self,
+        now: Instant,
+        seg: &TcpHeader,
+        payload: &[u8],
+        ctx: &mut InputContext,
+    ) -> Option<Processed> {
+        // RFC 5961 section 5.2: an ACK beyond anything we sent, or too far behind, is answered and dropped.
+        if seg.ack.gt(self.snd_max) {
+            self.ack_now = true;
+            return Some(Processed::alive());
+        }
+        let oldest_acceptable = self.snd_una - self.max_snd_wnd.max(1);
+        if seg.ack.lt(oldest_acceptable) {
+            self.challenge_ack(ctx);
+            return Some(Processed::alive());
+        }
+        let window = usize::from(seg.window) << self.negotiated.snd_wscale;
+        if seg.ack.gt(self.snd_una) {
+            self.on_new_ack(now, seg);
+        } else if seg.ack == self.snd_una
+            && payload.is_empty()
+            && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
+            && window == self.snd_wnd
+            && self.snd_max.gt(self.snd_una)
+        {
+            // RFC 5681 section 2's duplicate acknowledgment.
+            let flight = self.snd_max.since(self.snd_una);
+            if self.cc.on_dup_ack(flight, self.snd_max, self.snd_una) == DupAckAction::FastRetransmit {
+                ctx.counters.fast_retrans += 1;
+                self.retransmit_now = true;
+                self.rtt_probe = None;
+            }
+        }
+        // Update the send window if this segment is newer than the one that last set it (SND.WL1/SND.WL2).
+        if self.snd_wl1.lt(seg.seq) || (self.snd_wl1 == seg.seq && self.snd_wl2.le(seg.ack)) {
+            let was_zero = self.snd_wnd == 0;
+            self.snd_wnd = window;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            if was_zero && window > 0 {
+                self.persist_at = None;
+                self.rtt.reset_backoff();
+            }
+        }
+        None
+    }
+
+    /// SND.UNA < SEG.ACK =< SND.MAX: data (and maybe our FIN) acknowledged.
+    fn on_new_ack(&mut self, now: Instant, seg: &TcpHeader) {
+        let acked = seg.ack.since(self.snd_una);
+        let flight = self.snd_max.since(self.snd_una);
+        self.tx.discard(acked.min(self.tx.len()));
+        // RTT: from the echoed timestamp when there is one (RFC 7323 section 4.1), else from the timed segment
+        // if it was not retransmitted (Karn's algorithm, RFC 6298 section 3).
+        match seg.options.timestamps.filter(|_| self.negotiated.ts.is_some()) {
+            Some((_, tsecr)) if tsecr != 0 => self.sample_rtt_from_timestamp(now, tsecr),
+            _ => {
+                if let Some((probe_seq, sent_at)) = self.rtt_probe {
+                    if seg.ack.gt(probe_seq) {
+                        self.rtt.sample(now.saturating_since(sent_at));
+                        self.rtt_probe = None;
+                    }
+                }
+            }
+        }
+        self.rtt.reset_backoff();
+        self.retries = 0;
+        self.snd_una = seg.ack;
+        if self.snd_nxt.lt(self.snd_una) {
+            self.snd_nxt = self.snd_una;
+        }
+        if self.cc.on_ack(seg.ack, acked, flight) == AckAction::RetransmitNext && self.snd_una.lt(self.snd_max) {
+            self.retransmit_now = true;
+        }
+        // RFC 6298 section 5.2 and 5.3: stop the timer when everything is acknowledged, else restart it.
+        if self.snd_una == self.snd_max {
+            self.rto_at = None;
+        } else {
+            self.arm_rto(now);
+        }
+    }
+
+    fn sample_rtt_from_timestamp(&mut self, now: Instant, tsecr: u32) {
+        let elapsed = self.ts_now(now).wrapping_sub(tsecr);
+        // An echo from the future or from hours ago is not a measurement.
+        if elapsed < 3_600_000 {
+            self.rtt.sample(Duration::from_millis(u64::from(elapsed)));
+        }
+    }
+
+    /// Takes in-window text at `seq` (not before RCV.NXT): in order it joins the receive buffer, beyond RCV.NXT
+    /// it is held out of order and reported by SACK.
+    fn accept_text(&mut self, now: Instant, seq: SeqNum, data: &[u8], ctx: &mut InputContext) {
+        if data.is_empty() || self.shut_rd_discards(data.len()) {
+            return;
+        }
+        let offset = seq.since(self.rcv_nxt);
+        if offset == 0 {
+            let taken = self.rx.push(data);
+            self.rcv_nxt += taken;
+            // Data that filled a hole may join bytes held beyond it.
+            self.ooo.shift(taken);
+            let joined = self.ooo.pop_front();
+            if joined > 0 {
+                self.rx.commit(joined);
+                self.rcv_nxt += joined;
+                self.ack_now = true; // RFC 9293 section 3.8.6.3: ACK at once when a gap fills
+            }
+            if let Some(fin) = self.ooo_fin.filter(|f| *f == self.rcv_nxt) {
+                let _ = fin; // the FIN is processed by the caller's eighth step through `ooo_fin`
+            }
+            self.schedule_ack(now, taken, ctx.config);
+        } else {
+            // Out of order: park it in the free space past RCV.NXT and ACK at once with SACK (RFC 5681 section
+            // 4.2: "an immediate ACK SHOULD be generated when an out-of-order segment arrives").
+            let written = self.rx.write_at(offset, data);
+            if written > 0 && self.ooo.add(offset, written).is_ok() {
+                ctx.counters.ofo_queue += 1;
+            } else {
+                ctx.counters.ofo_drop += 1;
+            }
+            self.ack_now = true;
+        }
+    }
+
+    /// After `shutdown(SHUT_RD)` Linux keeps accepting data; we do too, so nothing is discarded here.
+    fn shut_rd_discards(&self, _len: usize) -> bool {
+        false
+    }
+
+    /// RFC 9293 section 3.8.6.3 and RFC 1122 section 4.2.3.2: acknowledge at least every second full-sized
+    /// segment, and otherwise within the delayed-ACK timeout; at the start of a connection acknowledge every
+    /// segment (quick-ack) so the peer's slow start is not slowed by our delay.
+    fn schedule_ack(&mut self, now: Instant, len: usize, config: &TcpConfig) {
+        if self.quick_acks > 0 {
+            self.quick_acks -= 1;
+            self.ack_now = true;
+            return;
+        }
+        if len >= self.negotiated.send_mss.min(usize::from(self.negotiated.our_mss)) {
+            self.unacked_segments += 1;
+        }
+        if self.unacked_segments >= 2 {
+            self.ack_now = true;
+        } else if self.delack_at.is_none() {
+            self.delack_at = Some(now + config.delayed_ack);
+        }
+    }
+
+    /// The peer's FIN is in order: RCV.NXT covers it, ACK it at once, and move on (RFC 9293 section
+    /// 3.10.7.4 "eighth").
+    fn accept_fin(&mut self, now: Instant, ctx: &mut InputContext, outcome: Outcome) -> Processed {
+        let _ = ctx;
+        self.rcv_nxt += 1;
+        self.peer_fin = true;
+        self.ooo_fin = None;
+        self.ack_now = true;
+        match self.state {
+            State::SynReceived | State::Established => self.state = State::CloseWait,
+            State::FinWait1 => {
+                // Our FIN is not yet acknowledged (else we would be in FIN-WAIT-2): simultaneous close.
+                self.state = State::Closing;
+            }
+            State::FinWait2 => return Processed::outcome(Outcome::TimeWait),
+            _ => {}
+        }
+        let _ = now;
+        Processed::outcome(outcome)
+    }
+
+    /// Completes a FIN that arrived before data that has now filled in behind it.
+    pub fn take_pending_fin(&mut self, now: Instant, ctx: &mut InputContext) -> Option<Processed> {
+        if self.ooo_fin == Some(self.rcv_nxt) {
+            return Some(self.accept_fin(now, ctx, Outcome::Alive));
+        }
+        None
+    }
+
+    /// RFC 5961 section 7: send `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`, unless over the rate limit.
+    fn challenge_ack(&mut self, ctx: &mut InputContext) {
+        if ctx.challenge_acks.try_take(self.last_recv) {
+            ctx.counters.challenge_acks += 1;
+            self.ack_now = true;
+        }
+    }
+}

@@ -1,0 +1,691 @@
+//! The TCP layer of a stack: every connection, listener, half-open and TIME-WAIT entry, the four-tuple table
+//! that finds them, the port bindings, and one timer wheel for all of them.
+//!
+//! Demultiplexing is hierarchical and never scans (STYLE: "demux that does not scan"): the exact four-tuple
+//! first (a connection, a half-open entry or a TIME-WAIT entry), then a listener on the exact local address,
+//! then a listener on the wildcard address. A segment that reaches nothing is answered with a RST
+//! (RFC 9293 section 3.10.7.1).
+
+use super::config::TcpConfig;
+use super::connection::{ConnOptions, Connection, Outcome, State};
+use super::handshake::{negotiate, syn_ack_options, syn_window, Buffers};
+use super::input::InputContext;
+use super::isn::{siphash24, IsnGenerator};
+use super::listener::{HalfOpen, Listener};
+use super::ports::{Binding, Owner, TcpPorts};
+use super::segment::SegmentBuf;
+use super::seq::SeqNum;
+use super::time_wait::{TimeWait, TimeWaitVerdict};
+use crate::iface::counters::TcpCounters;
+use crate::iface::rate_limit::TokenBucket;
+use crate::socket::Fd;
+use crate::storage::slab::{Slab, SlabKey};
+use crate::time::Instant;
+use crate::timer::TimerWheel;
+use crate::wire::tcp::{TcpFlags, TcpHeader, TcpOptions};
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// A connection's identity: (local address, remote address).
+pub type FourTuple = (SocketAddrV4, SocketAddrV4);
+
+/// What a four-tuple leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demuxed {
+    Conn(SlabKey),
+    HalfOpen(SlabKey),
+    TimeWait(SlabKey),
+}
+
+/// What a timer in the wheel belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerKey {
+    Conn(SlabKey),
+    HalfOpen(SlabKey),
+    TimeWait(SlabKey),
+}
+
+/// All TCP state of one stack.
+#[derive(Debug)]
+pub struct TcpLayer {
+    pub config: TcpConfig,
+    pub conns: Slab<Connection>,
+    pub listeners: Slab<Listener>,
+    pub half_open: Slab<HalfOpen>,
+    pub time_wait: Slab<TimeWait>,
+    pub demux: HashMap<FourTuple, Demuxed>,
+    /// Listeners by local address; the wildcard listener of port P is under 0.0.0.0:P.
+    pub listen_index: HashMap<SocketAddrV4, SlabKey>,
+    pub ports: TcpPorts,
+    pub timers: TimerWheel<TimerKey>,
+    /// Connections with something to send after a socket call.
+    pub ready: VecDeque<SlabKey>,
+    pub isn: IsnGenerator,
+    ts_key: [u8; 16],
+    pub challenge_acks: TokenBucket,
+    pub counters: TcpCounters,
+    /// Segments built and waiting for IP.
+    pub out: SegmentBuf,
+    /// Descriptors whose readiness may have changed.
+    pub events: Vec<Fd>,
+    /// RFC 6056 Algorithm 3's per-stack counter for ephemeral ports.
+    next_ephemeral: u32,
+    expired: Vec<TimerKey>,
+}
+
+impl TcpLayer {
+    pub fn new(config: TcpConfig, seed: u64) -> Self {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        key[8..].copy_from_slice(&(!seed).to_le_bytes());
+        let mut ts_key = key;
+        ts_key[0] ^= 0x5a;
+        TcpLayer {
+            challenge_acks: TokenBucket::new(config.challenge_ack_limit, config.challenge_ack_limit),
+            config,
+            conns: Slab::new(),
+            listeners: Slab::new(),
+            half_open: Slab::new(),
+            time_wait: Slab::new(),
+            demux: HashMap::new(),
+            listen_index: HashMap::new(),
+            ports: TcpPorts::default(),
+            timers: TimerWheel::new(Instant::ZERO),
+            ready: VecDeque::new(),
+            isn: IsnGenerator::new(key),
+            ts_key,
+            counters: TcpCounters::default(),
+            out: SegmentBuf::default(),
+            events: Vec::new(),
+            next_ephemeral: (seed >> 7) as u32,
+            expired: Vec::new(),
+        }
+    }
+
+    /// A per-connection offset for timestamps, so that TSval does not reveal one clock shared by all
+    /// connections (RFC 7323 section 5.4; Linux randomizes per connection too).
+    pub fn ts_offset(&self, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
+        let mut data = [0u8; 12];
+        data[..4].copy_from_slice(&local.ip().octets());
+        data[4..6].copy_from_slice(&local.port().to_be_bytes());
+        data[6..10].copy_from_slice(&remote.ip().octets());
+        data[10..].copy_from_slice(&remote.port().to_be_bytes());
+        siphash24(&self.ts_key, &data) as u32
+    }
+
+    /// An ephemeral port for `connect()` from `local_ip` to `remote` (RFC 6056 section 3.3.3, Algorithm 3: a
+    /// keyed hash of the destination picks where to start, a counter moves on): never a port that `bind()`
+    /// took, never a four-tuple in use.
+    pub fn pick_connect_port(&mut self, local_ip: Ipv4Addr, remote: SocketAddrV4, range: (u16, u16)) -> Option<u16> {
+        let (first, last) = range;
+        if first > last {
+            return None;
+        }
+        let count = u32::from(last - first) + 1;
+        let mut data = [0u8; 10];
+        data[..4].copy_from_slice(&local_ip.octets());
+        data[4..8].copy_from_slice(&remote.ip().octets());
+        data[8..].copy_from_slice(&remote.port().to_be_bytes());
+        let offset = siphash24(&self.ts_key, &data) as u32;
+        for i in 0..count {
+            let port = first + (offset.wrapping_add(self.next_ephemeral).wrapping_add(i) % count) as u16;
+            if self.ports.explicitly_bound(local_ip, port) {
+                continue;
+            }
+            if self.demux.contains_key(&(SocketAddrV4::new(local_ip, port), remote)) {
+                continue;
+            }
+            self.next_ephemeral = self.next_ephemeral.wrapping_add(i + 1);
+            return Some(port);
+        }
+        None
+    }
+
+    /// When the layer next needs a poll.
+    pub fn poll_at(&self) -> Option<Instant> {
+        if !self.ready.is_empty() {
+            return Some(Instant::ZERO);
+        }
+        self.timers.next_deadline()
+    }
+
+    fn ctx<'a>(
+        config: &'a TcpConfig,
+        counters: &'a mut TcpCounters,
+        challenge: &'a mut TokenBucket,
+        our_mss: u16,
+    ) -> InputContext<'a> {
+        InputContext { config, counters, challenge_acks: challenge, our_mss }
+    }
+
+    // ---------------------------------------------------------------------------------------------------
+    // Segments in.
+
+    /// Processes a segment from `remote` to `local` that passed the checksum.
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &TcpHeader,
+        payload: &[u8],
+        our_mss: u16,
+    ) {
+        self.counters.in_segs += 1;
+        match self.demux.get(&(local, remote)).copied() {
+            Some(Demuxed::Conn(k)) => return self.receive_conn(now, k, seg, payload, our_mss),
+            Some(Demuxed::HalfOpen(k)) => return self.receive_half_open(now, k, seg, payload, our_mss),
+            // A SYN that may reopen the four-tuple removes the entry and goes on to the listener.
+            Some(Demuxed::TimeWait(k)) if !self.receive_time_wait(now, k, seg, payload) => return,
+            Some(Demuxed::TimeWait(_)) | None => {}
+        }
+        let listener = self
+            .listen_index
+            .get(&local)
+            .or_else(|| self.listen_index.get(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port())))
+            .copied();
+        match listener {
+            Some(lk) => self.receive_listen(now, lk, local, remote, seg, payload, our_mss),
+            None => self.reset_unknown(local, remote, seg, payload.len()),
+        }
+    }
+
+    fn receive_conn(&mut self, now: Instant, k: SlabKey, seg: &TcpHeader, payload: &[u8], our_mss: u16) {
+        let Some(conn) = self.conns.get_mut(k) else { return };
+        let mut ctx = Self::ctx(&self.config, &mut self.counters, &mut self.challenge_acks, our_mss);
+        let mut processed = conn.on_segment(now, seg, payload, &mut ctx);
+        if processed.outcome == Outcome::Alive || processed.outcome == Outcome::Established {
+            if let Some(fin) = conn.take_pending_fin(now, &mut ctx) {
+                if fin.outcome != Outcome::Alive {
+                    processed.outcome = fin.outcome;
+                }
+            }
+        }
+        if let Some(fd) = conn.fd {
+            self.events.push(fd);
+        }
+        let tuple = (conn.local, conn.remote);
+        if let Some(seq) = processed.reset_reply {
+            self.send_reset_to(tuple.0, tuple.1, seq, None);
+        }
+        self.after_event(now, k, processed.outcome);
+    }
+
+    /// Acts on what an event did to connection `k`: send what it has to send, and retire it if it ended.
+    pub fn after_event(&mut self, now: Instant, k: SlabKey, outcome: Outcome) {
+        match outcome {
+            Outcome::Alive | Outcome::Established => {
+                if outcome == Outcome::Established {
+                    if let Some(fd) = self.conns.get(k).and_then(|c| c.fd) {
+                        self.events.push(fd);
+                    }
+                }
+                self.transmit(now, k);
+            }
+            Outcome::TimeWait => {
+                self.transmit(now, k);
+                self.enter_time_wait(now, k);
+            }
+            Outcome::Gone(errno) => self.retire(k, errno),
+            Outcome::Abort(errno) => {
+                if let Some(conn) = self.conns.get_mut(k) {
+                    conn.send_reset(now, &mut self.out, &mut self.counters);
+                }
+                self.retire(k, errno);
+            }
+        }
+    }
+
+    /// Sends what connection `k` has to send and re-arms its timer.
+    pub fn transmit(&mut self, now: Instant, k: SlabKey) {
+        let Some(conn) = self.conns.get_mut(k) else { return };
+        conn.transmit(now, &self.config, &mut self.out, &mut self.counters);
+        self.reschedule(k);
+    }
+
+    /// Keeps the wheel's single entry for a connection at its earliest deadline (O(1) cancel and insert).
+    fn reschedule(&mut self, k: SlabKey) {
+        let Some(conn) = self.conns.get_mut(k) else { return };
+        let want = conn.next_deadline();
+        let have = conn.timer.map(|(_, at)| at);
+        if want == have {
+            return;
+        }
+        if let Some((handle, _)) = conn.timer.take() {
+            self.timers.cancel(handle);
+        }
+        if let Some(at) = want {
+            conn.timer = Some((self.timers.schedule(at, TimerKey::Conn(k)), at));
+        }
+    }
+
+    /// The connection ended. An application still holding its descriptor keeps the TCB (closed, with unread
+    /// data and the error) until `close()`; otherwise it is freed now.
+    pub fn retire(&mut self, k: SlabKey, errno: Option<crate::errno::Errno>) {
+        let Some(conn) = self.conns.get_mut(k) else { return };
+        let tuple = (conn.local, conn.remote);
+        if let Some((handle, _)) = conn.timer.take() {
+            self.timers.cancel(handle);
+        }
+        if self.demux.get(&tuple) == Some(&Demuxed::Conn(k)) {
+            self.demux.remove(&tuple);
+            self.ports.remove(tuple.0.port(), Owner::Conn(k));
+        }
+        conn.state = State::Closed;
+        conn.rto_at = None;
+        conn.persist_at = None;
+        conn.delack_at = None;
+        conn.keepalive_at = None;
+        conn.linger_at = None;
+        if errno.is_some() {
+            conn.error = errno;
+        }
+        match conn.fd {
+            Some(fd) => self.events.push(fd),
+            None => {
+                if let Some(lk) = conn.listener {
+                    if let Some(l) = self.listeners.get_mut(lk) {
+                        l.accept_queue.retain(|&c| c != k);
+                    }
+                }
+                self.conns.remove(k);
+            }
+        }
+    }
+
+    /// RFC 9293 section 3.6.1: the active closer keeps the four-tuple for 2*MSL, here in a light entry.
+    fn enter_time_wait(&mut self, now: Instant, k: SlabKey) {
+        let Some(conn) = self.conns.get(k) else { return };
+        if self.time_wait.len() >= self.config.max_time_wait {
+            self.counters.time_wait_overflow += 1;
+            return self.retire(k, None);
+        }
+        let tuple = (conn.local, conn.remote);
+        let reuse = self.ports_reuse(tuple.0.port(), Owner::Conn(k));
+        let deadline = now + self.config.msl * 2;
+        let tw = TimeWait {
+            local: conn.local,
+            remote: conn.remote,
+            snd_nxt: conn.snd_max,
+            rcv_nxt: conn.rcv_nxt,
+            rcv_wscale: conn.negotiated.rcv_wscale,
+            window: (conn.window_to_advertise() >> conn.negotiated.rcv_wscale).min(u16::MAX as usize) as u16,
+            ts: conn.negotiated.ts,
+            deadline,
+            timer: None,
+            reuse_addr: reuse,
+        };
+        let tk = self.time_wait.insert(tw);
+        let handle = self.timers.schedule(deadline, TimerKey::TimeWait(tk));
+        if let Some(tw) = self.time_wait.get_mut(tk) {
+            tw.timer = Some(handle);
+        }
+        self.counters.time_waits += 1;
+        self.ports.transfer(tuple.0.port(), Owner::Conn(k), Owner::TimeWait(tk));
+        self.demux.insert(tuple, Demuxed::TimeWait(tk));
+        self.retire(k, None);
+    }
+
+    fn ports_reuse(&self, _port: u16, _owner: Owner) -> bool {
+        // The binding records it; TIME-WAIT inherits it so a restarted server with SO_REUSEADDR may rebind.
+        true
+    }
+
+    /// Returns true when the segment should go on to a listener (a SYN reopening the four-tuple).
+    fn receive_time_wait(&mut self, now: Instant, tk: SlabKey, seg: &TcpHeader, payload: &[u8]) -> bool {
+        let Some(tw) = self.time_wait.get_mut(tk) else { return false };
+        match tw.judge(seg, payload.len(), now) {
+            TimeWaitVerdict::Ignore => false,
+            TimeWaitVerdict::Ack { restart } => {
+                let mut options = TcpOptions::default();
+                if let Some(ts) = tw.ts.as_mut() {
+                    if let Some((tsval, _)) = seg.options.timestamps {
+                        if (tsval.wrapping_sub(ts.recent) as i32) >= 0 {
+                            ts.recent = tsval;
+                            ts.recent_at = now;
+                        }
+                    }
+                    options.timestamps = Some(((now.as_millis() as u32).wrapping_add(ts.offset), ts.recent));
+                }
+                let header = TcpHeader {
+                    src_port: tw.local.port(),
+                    dst_port: tw.remote.port(),
+                    seq: tw.snd_nxt,
+                    ack: tw.rcv_nxt,
+                    flags: TcpFlags::ACK,
+                    window: tw.window,
+                    urgent: 0,
+                    options,
+                };
+                self.out.push(tw.local, tw.remote, &header, (&[], &[]));
+                self.counters.out_segs += 1;
+                if restart {
+                    let deadline = now + self.config.msl * 2;
+                    tw.deadline = deadline;
+                    if let Some(h) = tw.timer.take() {
+                        self.timers.cancel(h);
+                    }
+                    tw.timer = Some(self.timers.schedule(deadline, TimerKey::TimeWait(tk)));
+                }
+                false
+            }
+            TimeWaitVerdict::Reopen => {
+                self.counters.time_wait_recycled += 1;
+                self.remove_time_wait(tk);
+                true
+            }
+        }
+    }
+
+    fn remove_time_wait(&mut self, tk: SlabKey) {
+        if let Some(tw) = self.time_wait.remove(tk) {
+            if let Some(h) = tw.timer {
+                self.timers.cancel(h);
+            }
+            if self.demux.get(&(tw.local, tw.remote)) == Some(&Demuxed::TimeWait(tk)) {
+                self.demux.remove(&(tw.local, tw.remote));
+            }
+            self.ports.remove(tw.local.port(), Owner::TimeWait(tk));
+        }
+    }
+
+    /// RFC 9293 section 3.10.7.2, LISTEN: a RST is ignored, an ACK is answered with RST, a SYN starts a
+    /// half-open connection in the SYN queue and gets a SYN-ACK.
+    #[allow(clippy::too_many_arguments)]
+    fn receive_listen(
+        &mut self,
+        now: Instant,
+        lk: SlabKey,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &TcpHeader,
+        payload: &[u8],
+        our_mss: u16,
+    ) {
+        let flags = seg.flags;
+        if flags.contains(TcpFlags::RST) {
+            return;
+        }
+        if flags.contains(TcpFlags::ACK) {
+            return self.reset_unknown(local, remote, seg, payload.len());
+        }
+        if !flags.contains(TcpFlags::SYN) {
+            return;
+        }
+        let Some(listener) = self.listeners.get_mut(lk) else { return };
+        if listener.accept_queue_full() {
+            // Linux's tcp_conn_request: a full accept queue drops new SYNs.
+            self.counters.listen_overflows += 1;
+            self.counters.listen_drops += 1;
+            return;
+        }
+        if listener.syn_queue_full() {
+            self.counters.syn_queue_drops += 1;
+            self.counters.listen_drops += 1;
+            return;
+        }
+        listener.syn_queue_len += 1;
+        let buffers = listener.buffers;
+        let user_mss = listener.opts.user_mss;
+        let our_mss = user_mss.map_or(our_mss, |m| m.min(our_mss));
+        let iss = self.isn.isn(now, local, remote);
+        let offered = super::handshake::syn_options(&self.config, our_mss, 0);
+        let ts_offset = self.ts_offset(local, remote);
+        let negotiated = negotiate(&self.config, our_mss, &seg.options, now, ts_offset, &offered);
+        let rto = self.config.initial_rto;
+        let half = HalfOpen {
+            listener: lk,
+            local,
+            remote,
+            iss,
+            irs: seg.seq,
+            negotiated,
+            syn_window: syn_window(buffers.rcvbuf, our_mss),
+            retries: 0,
+            rto,
+            deadline: now + rto,
+            timer: None,
+            acked_while_full: false,
+        };
+        let hk = self.half_open.insert(half);
+        let handle = self.timers.schedule(now + rto, TimerKey::HalfOpen(hk));
+        if let Some(h) = self.half_open.get_mut(hk) {
+            h.timer = Some(handle);
+        }
+        self.demux.insert((local, remote), Demuxed::HalfOpen(hk));
+        self.send_syn_ack(now, hk);
+    }
+
+    fn send_syn_ack(&mut self, now: Instant, hk: SlabKey) {
+        let Some(h) = self.half_open.get(hk) else { return };
+        let tsval = (now.as_millis() as u32).wrapping_add(h.negotiated.ts.map_or(0, |t| t.offset));
+        let header = TcpHeader {
+            src_port: h.local.port(),
+            dst_port: h.remote.port(),
+            seq: h.iss,
+            ack: h.irs + 1,
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            window: h.syn_window,
+            urgent: 0,
+            options: syn_ack_options(&h.negotiated, tsval),
+        };
+        self.out.push(h.local, h.remote, &header, (&[], &[]));
+        self.counters.out_segs += 1;
+        if h.retries > 0 {
+            self.counters.retrans_segs += 1;
+        }
+    }
+
+    /// A segment for a half-open connection (SYN-RECEIVED of a passive open, RFC 9293 section 3.10.7.4).
+    fn receive_half_open(&mut self, now: Instant, hk: SlabKey, seg: &TcpHeader, payload: &[u8], our_mss: u16) {
+        let Some(h) = self.half_open.get_mut(hk) else { return };
+        let flags = seg.flags;
+        if flags.contains(TcpFlags::RST) {
+            // RFC 9293: a RST in SYN-RECEIVED of a passive open returns to LISTEN (the entry goes); RFC 5961
+            // section 3.2: only at exactly RCV.NXT.
+            if seg.seq == h.irs + 1 {
+                self.drop_half_open(hk);
+            }
+            return;
+        }
+        if flags.contains(TcpFlags::SYN) {
+            if !flags.contains(TcpFlags::ACK) && seg.seq == h.irs {
+                // The peer did not get our SYN-ACK: send it again.
+                return self.send_syn_ack(now, hk);
+            }
+            self.counters.syn_challenges += 1;
+            return;
+        }
+        if !flags.contains(TcpFlags::ACK) {
+            return;
+        }
+        if seg.ack != h.iss + 1 {
+            let (local, remote) = (h.local, h.remote);
+            return self.send_reset_to(local, remote, seg.ack, None);
+        }
+        if seg.seq != h.irs + 1 {
+            return; // not the next byte: not the handshake's ACK
+        }
+        let lk = h.listener;
+        let Some(listener) = self.listeners.get_mut(lk) else { return self.drop_half_open(hk) };
+        if listener.accept_queue_full() {
+            // Linux (tcp_abort_on_overflow = 0): drop the ACK and keep the entry; the SYN-ACK timer makes the
+            // peer send its ACK again, by when there may be room.
+            h.acked_while_full = true;
+            self.counters.listen_overflows += 1;
+            self.counters.listen_drops += 1;
+            return;
+        }
+        let (opts, buffers, reuse, listener_fd) =
+            (listener.opts.clone(), listener.buffers, listener.reuse_addr, listener.fd);
+        let Some(h) = self.half_open.remove(hk) else { return };
+        if let Some(t) = h.timer {
+            self.timers.cancel(t);
+        }
+        if let Some(l) = self.listeners.get_mut(lk) {
+            l.syn_queue_len = l.syn_queue_len.saturating_sub(1);
+        }
+        let mut conn = Connection::new_passive(
+            now,
+            &self.config,
+            h.local,
+            h.remote,
+            h.iss,
+            h.irs,
+            h.negotiated,
+            h.syn_window,
+            seg.window,
+            seg.seq,
+            opts,
+            buffers,
+        );
+        if let (Some(ts), Some((tsval, tsecr))) = (conn.negotiated.ts, seg.options.timestamps) {
+            conn.negotiated.ts =
+                Some(super::connection::Timestamps { recent: tsval, recent_at: now, offset: ts.offset });
+            let elapsed = conn.ts_now(now).wrapping_sub(tsecr);
+            if tsecr != 0 && elapsed < 3_600_000 {
+                conn.rtt.sample(crate::time::Duration::from_millis(u64::from(elapsed)));
+            }
+        }
+        conn.listener = Some(lk);
+        let (local, remote) = (h.local, h.remote);
+        let k = self.conns.insert(conn);
+        self.demux.insert((local, remote), Demuxed::Conn(k));
+        self.ports.add(
+            local.port(),
+            Binding { owner: Owner::Conn(k), ip: *local.ip(), reuse_addr: reuse, listening: false, explicit: true },
+        );
+        if let Some(l) = self.listeners.get_mut(lk) {
+            l.accept_queue.push_back(k);
+        }
+        self.counters.passive_opens += 1;
+        self.events.push(listener_fd);
+        // The ACK may carry data (and even a FIN): process it as an ESTABLISHED segment.
+        if !payload.is_empty() || flags.contains(TcpFlags::FIN) {
+            self.receive_conn(now, k, seg, payload, our_mss);
+        }
+    }
+
+    fn drop_half_open(&mut self, hk: SlabKey) {
+        if let Some(h) = self.half_open.remove(hk) {
+            if let Some(t) = h.timer {
+                self.timers.cancel(t);
+            }
+            if self.demux.get(&(h.local, h.remote)) == Some(&Demuxed::HalfOpen(hk)) {
+                self.demux.remove(&(h.local, h.remote));
+            }
+            if let Some(l) = self.listeners.get_mut(h.listener) {
+                l.syn_queue_len = l.syn_queue_len.saturating_sub(1);
+            }
+        }
+    }
+
+    /// RFC 9293 section 3.10.7.1 (CLOSED): a segment that reaches nothing is answered with a reset, unless it is
+    /// one. With ACK: `<SEQ=SEG.ACK><CTL=RST>`; without: `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`.
+    pub fn reset_unknown(&mut self, local: SocketAddrV4, remote: SocketAddrV4, seg: &TcpHeader, payload_len: usize) {
+        if seg.flags.contains(TcpFlags::RST) {
+            return;
+        }
+        if seg.flags.contains(TcpFlags::ACK) {
+            self.send_reset_to(local, remote, seg.ack, None);
+        } else {
+            let seg_len = payload_len
+                + usize::from(seg.flags.contains(TcpFlags::SYN))
+                + usize::from(seg.flags.contains(TcpFlags::FIN));
+            self.send_reset_to(local, remote, SeqNum(0), Some(seg.seq + seg_len));
+        }
+    }
+
+    fn send_reset_to(&mut self, local: SocketAddrV4, remote: SocketAddrV4, seq: SeqNum, ack: Option<SeqNum>) {
+        let mut flags = TcpFlags::RST;
+        if ack.is_some() {
+            flags |= TcpFlags::ACK;
+        }
+        let header = TcpHeader {
+            src_port: local.port(),
+            dst_port: remote.port(),
+            seq,
+            ack: ack.unwrap_or(SeqNum(0)),
+            flags,
+            window: 0,
+            urgent: 0,
+            options: TcpOptions::default(),
+        };
+        self.out.push(local, remote, &header, (&[], &[]));
+        self.counters.out_segs += 1;
+        self.counters.out_rsts += 1;
+    }
+
+    // ---------------------------------------------------------------------------------------------------
+    // Timers and output.
+
+    /// Runs every timer due at `now` and flushes connections with pending output.
+    pub fn poll(&mut self, now: Instant) {
+        let mut expired = std::mem::take(&mut self.expired);
+        expired.clear();
+        self.timers.expire(now, &mut expired);
+        for key in expired.drain(..) {
+            match key {
+                TimerKey::Conn(k) => {
+                    let Some(conn) = self.conns.get_mut(k) else { continue };
+                    conn.timer = None;
+                    let outcome = conn.on_timer(now, &self.config, &mut self.counters);
+                    if let Some(fd) = conn.fd {
+                        self.events.push(fd);
+                    }
+                    self.after_event(now, k, outcome);
+                }
+                TimerKey::HalfOpen(hk) => self.half_open_timeout(now, hk),
+                TimerKey::TimeWait(tk) => self.remove_time_wait(tk),
+            }
+        }
+        self.expired = expired;
+        while let Some(k) = self.ready.pop_front() {
+            self.transmit(now, k);
+        }
+    }
+
+    /// A SYN-ACK went unanswered: resend it with the timeout doubled, or give up after `synack_retries`.
+    fn half_open_timeout(&mut self, now: Instant, hk: SlabKey) {
+        let Some(h) = self.half_open.get_mut(hk) else { return };
+        h.timer = None;
+        if h.retries >= self.config.synack_retries {
+            return self.drop_half_open(hk);
+        }
+        h.retries += 1;
+        h.rto = (h.rto * 2).min(self.config.max_rto);
+        h.deadline = now + h.rto;
+        let deadline = h.deadline;
+        h.timer = Some(self.timers.schedule(deadline, TimerKey::HalfOpen(hk)));
+        self.send_syn_ack(now, hk);
+    }
+
+    /// Marks a connection as having output to flush on the next poll.
+    pub fn wake(&mut self, k: SlabKey) {
+        self.ready.push_back(k);
+    }
+
+    /// A new active open: the TCB is created in SYN-SENT, registered, and its SYN sent on the next poll.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        &mut self,
+        now: Instant,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        our_mss: u16,
+        opts: ConnOptions,
+        buffers: Buffers,
+        fd: Fd,
+        binding: Binding,
+    ) -> SlabKey {
+        let iss = self.isn.isn(now, local, remote);
+        let ts_offset = self.ts_offset(local, remote);
+        let mut conn = Connection::new_active(now, &self.config, local, remote, iss, our_mss, ts_offset, opts, buffers);
+        conn.fd = Some(fd);
+        let k = self.conns.insert(conn);
+        self.demux.insert((local, remote), Demuxed::Conn(k));
+        self.ports.add(local.port(), Binding { owner: Owner::Conn(k), ..binding });
+        self.wake(k);
+        k
+    }
+}

@@ -1,0 +1,21 @@
+//! TCP (RFC 9293), with the extensions a modern peer expects: window scaling and timestamps (RFC 7323),
+//! selective acknowledgments (RFC 2018), RFC 6298 retransmission timing, NewReno congestion control
+//! (RFC 5681, RFC 6582), RFC 6528 initial sequence numbers and RFC 5961 protection against blind attacks.
+
+pub mod assembler;
+pub mod config;
+pub mod congestion;
+pub mod connection;
+pub mod handshake;
+pub mod input;
+pub mod isn;
+pub mod layer;
+pub mod listener;
+pub mod output;
+pub mod ports;
+pub mod rtt;
+pub mod segment;
+pub mod seq;
+pub mod time_wait;
+
+pub use seq::SeqNum;

@@ -1,0 +1,298 @@
+//! What a connection sends: its SYN or SYN-ACK, new data within the windows, retransmissions, its FIN, and
+//! acknowledgments (RFC 9293 section 3.8.6 for the window rules, RFC 896 / RFC 1122 section 4.2.3.4 for
+//! Nagle's algorithm and sender-side silly window avoidance).
+
+use super::config::TcpConfig;
+use super::connection::{Connection, State};
+use super::handshake::{syn_ack_options, syn_options, syn_window};
+use super::segment::SegmentBuf;
+use super::seq::SeqNum;
+use crate::iface::counters::TcpCounters;
+use crate::time::Instant;
+use crate::wire::tcp::{TcpFlags, TcpHeader, TcpOptions, MAX_SACK_BLOCKS};
+
+impl Connection {
+    /// Builds every segment the connection should send now into `out`.
+    pub fn transmit(&mut self, now: Instant, config: &TcpConfig, out: &mut SegmentBuf, counters: &mut TcpCounters) {
+        match self.state {
+            State::SynSent => self.send_syn(now, config, out, counters, false),
+            State::SynReceived => self.send_syn(now, config, out, counters, true),
+            State::Closed => {}
+            State::TimeWait => {
+                if self.ack_now {
+                    self.send_ack(now, out, counters);
+                }
+            }
+            _ => self.transmit_synchronized(now, config, out, counters),
+        }
+    }
+
+    /// The SYN (active open) or SYN-ACK (simultaneous open), when it has not gone out since SND.NXT was last
+    /// set back to ISS.
+    fn send_syn(
+        &mut self,
+        now: Instant,
+        config: &TcpConfig,
+        out: &mut SegmentBuf,
+        counters: &mut TcpCounters,
+        with_ack: bool,
+    ) {
+        if self.snd_nxt != self.iss {
+            return;
+        }
+        let tsval = self.ts_now(now);
+        let options = if with_ack {
+            syn_ack_options(&self.negotiated, tsval)
+        } else {
+            syn_options(config, self.negotiated.our_mss, tsval)
+        };
+        let mut flags = TcpFlags::SYN;
+        let mut ack = SeqNum(0);
+        if with_ack {
+            flags |= TcpFlags::ACK;
+            ack = self.rcv_nxt;
+        }
+        let window = syn_window(self.rx.free(), self.negotiated.our_mss);
+        let header = TcpHeader {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq: self.iss,
+            ack,
+            flags,
+            window,
+            urgent: 0,
+            options,
+        };
+        out.push(self.local, self.remote, &header, (&[], &[]));
+        if with_ack {
+            self.rcv_adv = self.rcv_nxt + usize::from(window);
+            self.last_ack_sent = self.rcv_nxt;
+        }
+        counters.out_segs += 1;
+        if self.retries > 0 {
+            counters.retrans_segs += 1;
+        } else {
+            self.rtt_probe = Some((self.iss, now));
+        }
+        self.snd_nxt = self.iss + 1;
+        self.snd_max = self.snd_max.max(self.snd_nxt);
+        self.arm_rto(now);
+    }
+
+    fn transmit_synchronized(
+        &mut self,
+        now: Instant,
+        config: &TcpConfig,
+        out: &mut SegmentBuf,
+        counters: &mut TcpCounters,
+    ) {
+        let mut sent_any = false;
+        if self.retransmit_now {
+            self.retransmit_now = false;
+            sent_any |= self.retransmit_head(now, out, counters);
+        }
+        sent_any |= self.send_new_data(now, out, counters);
+        sent_any |= self.send_fin_if_due(now, out, counters);
+        if self.probe_now {
+            self.probe_now = false;
+            self.send_probe(now, out, counters);
+            sent_any = true;
+        }
+        if !sent_any && (self.ack_now || self.window_update_due()) {
+            self.send_ack(now, out, counters);
+        }
+        self.update_persist_timer(now);
+        let _ = config;
+    }
+
+    /// Fast retransmit or a NewReno partial acknowledgment: resend one segment from SND.UNA.
+    fn retransmit_head(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
+        let outstanding_data = self.snd_max.since(self.snd_una).min(self.tx.len());
+        let len = outstanding_data.min(self.negotiated.send_mss);
+        if len == 0 {
+            return false;
+        }
+        let with_fin = false;
+        self.emit_data(now, self.snd_una, len, with_fin, out, counters);
+        counters.retrans_segs += 1;
+        if self.rto_at.is_none() {
+            self.arm_rto(now);
+        }
+        true
+    }
+
+    /// Sends new data (or data resent after a timeout moved SND.NXT back) while the windows allow.
+    fn send_new_data(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
+        let mut sent = false;
+        let mss = self.negotiated.send_mss.max(1);
+        loop {
+            let unsent = self.unsent();
+            if unsent == 0 {
+                break;
+            }
+            let in_flight = self.in_flight();
+            let window = self.snd_wnd.min(self.cc.cwnd());
+            let usable = window.saturating_sub(in_flight);
+            let len = unsent.min(mss).min(usable);
+            if len == 0 {
+                break;
+            }
+            let is_last = len == unsent;
+            // Nagle (RFC 1122 section 4.2.3.4): with data in flight, hold a less-than-full segment back until
+            // the outstanding data is acknowledged, unless TCP_NODELAY.
+            if len < mss && in_flight > 0 && !self.opts.nodelay && !self.retransmitting() {
+                break;
+            }
+            // Sender SWS avoidance (RFC 9293 section 3.8.6.2.1): do not send a sliver the window allows when more
+            // is waiting, unless it is at least half the largest window the peer offered.
+            if len < mss && !is_last && len < self.max_snd_wnd / 2 {
+                break;
+            }
+            let fin_here = is_last && self.fin_seq.is_some_and(|f| f == self.snd_nxt + len);
+            let retransmission = self.snd_nxt.lt(self.snd_max);
+            self.emit_data(now, self.snd_nxt, len, fin_here, out, counters);
+            if retransmission {
+                counters.retrans_segs += 1;
+            } else if self.rtt_probe.is_none() {
+                self.rtt_probe = Some((self.snd_nxt, now));
+            }
+            self.snd_nxt += len + usize::from(fin_here);
+            self.snd_max = self.snd_max.max(self.snd_nxt);
+            if self.rto_at.is_none() {
+                self.arm_rto(now);
+            }
+            sent = true;
+        }
+        sent
+    }
+
+    /// True after a timeout moved SND.NXT back: resending goes at the pace of the congestion window, not Nagle.
+    fn retransmitting(&self) -> bool {
+        self.snd_nxt.lt(self.snd_max)
+    }
+
+    /// Our FIN goes out once all data before it has been sent (RFC 9293 section 3.10.4).
+    fn send_fin_if_due(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
+        let Some(fin_seq) = self.fin_seq else { return false };
+        if self.snd_nxt != fin_seq {
+            return false;
+        }
+        let retransmission = self.snd_nxt.lt(self.snd_max);
+        self.emit_data(now, fin_seq, 0, true, out, counters);
+        if retransmission {
+            counters.retrans_segs += 1;
+        }
+        self.snd_nxt = fin_seq + 1;
+        self.snd_max = self.snd_max.max(self.snd_nxt);
+        if self.rto_at.is_none() {
+            self.arm_rto(now);
+        }
+        true
+    }
+
+    /// A segment of `len` data bytes at `seq` (which must be within the send buffer), with the current ACK.
+    fn emit_data(
+        &mut self,
+        now: Instant,
+        seq: SeqNum,
+        len: usize,
+        fin: bool,
+        out: &mut SegmentBuf,
+        counters: &mut TcpCounters,
+    ) {
+        let offset = seq.since(self.snd_una);
+        let mut flags = TcpFlags::ACK;
+        if fin {
+            flags |= TcpFlags::FIN;
+        }
+        // PSH when this segment empties what the application gave us (RFC 9293 section 3.9.1, MAY-16).
+        if len > 0 && offset + len == self.tx.len() {
+            flags |= TcpFlags::PSH;
+        }
+        let header = self.header(now, seq, flags);
+        let (a, b) = self.tx.peek(offset, len);
+        out.push(self.local, self.remote, &header, (a, b));
+        counters.out_segs += 1;
+        self.after_ack_sent();
+    }
+
+    /// A bare acknowledgment `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`. SND.NXT in the RFC's sense is the
+    /// highest sequence number sent (`snd_max` here: our `snd_nxt` moves back while resending after a timeout),
+    /// so that the peer never finds our ACK behind its RCV.NXT and unacceptable.
+    pub fn send_ack(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) {
+        let header = self.header(now, self.snd_max, TcpFlags::ACK);
+        out.push(self.local, self.remote, &header, (&[], &[]));
+        counters.out_segs += 1;
+        self.after_ack_sent();
+    }
+
+    /// A zero-window or keepalive probe: `<SEQ=SND.UNA-1><ACK=RCV.NXT>`, which the peer must answer.
+    fn send_probe(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) {
+        let header = self.header(now, self.snd_una - 1, TcpFlags::ACK);
+        out.push(self.local, self.remote, &header, (&[], &[]));
+        counters.out_segs += 1;
+        self.after_ack_sent();
+    }
+
+    /// An abort: `<SEQ=SND.NXT><CTL=RST,ACK>` (RFC 9293 section 3.10.4 ABORT, RFC 2525 section 2.17).
+    pub fn send_reset(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) {
+        let mut header = self.header(now, self.snd_max, TcpFlags::RST | TcpFlags::ACK);
+        header.window = 0;
+        header.options = TcpOptions::default();
+        out.push(self.local, self.remote, &header, (&[], &[]));
+        counters.out_segs += 1;
+        counters.out_rsts += 1;
+    }
+
+    /// The header every synchronized segment shares: our window (scaled), the ACK, and the options that go on
+    /// every segment (timestamps, SACK blocks).
+    fn header(&mut self, now: Instant, seq: SeqNum, flags: TcpFlags) -> TcpHeader {
+        let window = self.window_to_advertise();
+        self.rcv_adv = self.rcv_nxt + window;
+        let mut options = TcpOptions::default();
+        if let Some(ts) = self.negotiated.ts {
+            options.timestamps = Some((self.ts_now(now), ts.recent));
+        }
+        if self.negotiated.sack_ok && !self.ooo.is_empty() {
+            let mut blocks = [(0usize, 0usize); MAX_SACK_BLOCKS];
+            let n = self.ooo.sack_blocks_into(&mut blocks);
+            let mut seq_blocks = [(SeqNum(0), SeqNum(0)); MAX_SACK_BLOCKS];
+            for (i, (s, e)) in blocks[..n].iter().enumerate() {
+                seq_blocks[i] = (self.rcv_nxt + *s, self.rcv_nxt + *e);
+            }
+            options.set_sack_blocks(&seq_blocks[..n]);
+        }
+        TcpHeader {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq,
+            ack: self.rcv_nxt,
+            flags,
+            window: (window >> self.negotiated.rcv_wscale).min(u16::MAX as usize) as u16,
+            urgent: 0,
+            options,
+        }
+    }
+
+    /// Any segment with ACK settles pending acknowledgments.
+    fn after_ack_sent(&mut self) {
+        self.ack_now = false;
+        self.delack_at = None;
+        self.unacked_segments = 0;
+        self.last_ack_sent = self.rcv_nxt;
+    }
+
+    /// RFC 9293 section 3.8.6.1: with data waiting, a zero window and nothing in flight, probe the window
+    /// periodically (backing off) so that a lost window update cannot deadlock the connection.
+    fn update_persist_timer(&mut self, now: Instant) {
+        let stalled = self.snd_wnd == 0 && self.unsent() > 0 && self.snd_nxt == self.snd_una;
+        if stalled {
+            if self.persist_at.is_none() {
+                self.rto_at = None;
+                self.persist_at = Some(now + self.rtt.rto());
+            }
+        } else {
+            self.persist_at = None;
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The retransmission timeout (RFC 6298).
+//!
+//! The estimator keeps a smoothed round-trip time (SRTT) and its mean deviation (RTTVAR), and from them the
+//! retransmission timeout (RTO): long enough not to fire while an acknowledgment is merely late, short enough
+//! to recover a lost segment quickly. When the timer does fire, the RTO is doubled for the next try
+//! (exponential back-off, section 5.5) until a fresh measurement arrives.
+//!
+//! Which measurements count is the caller's job. Karn's algorithm (RFC 6298 section 3): "RTT samples MUST NOT
+//! be made using segments that were retransmitted", because the acknowledgment cannot be matched to one
+//! transmission, unless the timestamp option (RFC 7323 section 4) says which transmission it echoes. A caller
+//! feeds [`RttEstimator::sample`] only unambiguous samples.
+
+use crate::time::Duration;
+
+/// The initial RTO before any measurement: 1 second (RFC 6298 section 2.1; Linux's `TCP_TIMEOUT_INIT`).
+pub const DEFAULT_INITIAL_RTO: Duration = Duration::from_secs(1);
+/// The lower bound on the RTO. RFC 6298 section 2.4 says 1 second; like Linux (`TCP_RTO_MIN`) this stack uses
+/// 200 ms, which section 4 permits in spirit ("experience has shown that finer clock granularities (<= 100
+/// msec) perform somewhat better") and which today's networks have long shown to be safe.
+pub const DEFAULT_MIN_RTO: Duration = Duration::from_millis(200);
+/// The upper bound on the RTO: 120 seconds (Linux's `TCP_RTO_MAX`; RFC 6298 section 2.5 asks for at least 60).
+pub const DEFAULT_MAX_RTO: Duration = Duration::from_secs(120);
+/// The clock granularity G of RFC 6298 section 2: the RTO exceeds SRTT by at least one tick.
+pub const GRANULARITY: Duration = Duration::from_millis(1);
+/// K of RFC 6298 section 2.2: how many mean deviations the RTO allows above SRTT.
+const K: u32 = 4;
+
+/// An RFC 6298 retransmission-timeout estimator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RttEstimator {
+    /// SRTT; `None` until the first sample.
+    srtt: Option<Duration>,
+    /// RTTVAR; zero until the first sample.
+    rttvar: Duration,
+    /// The RTO before back-off, already within `[min_rto, max_rto]` once computed from samples.
+    base_rto: Duration,
+    /// How many times the timer has been backed off since the last sample.
+    backoff: u32,
+    min_rto: Duration,
+    max_rto: Duration,
+}
+
+impl Default for RttEstimator {
+    /// Linux's values: 1 s initially, within [200 ms, 120 s].
+    fn default() -> Self {
+        RttEstimator::new(DEFAULT_INITIAL_RTO, DEFAULT_MIN_RTO, DEFAULT_MAX_RTO)
+    }
+}
+
+impl RttEstimator {
+    /// An estimator with no samples yet, whose RTO is `initial_rto` (RFC 6298 section 2.1) and will stay within
+    /// `[min_rto, max_rto]`. Should `min_rto` exceed `max_rto`, the maximum wins.
+    pub fn new(initial_rto: Duration, min_rto: Duration, max_rto: Duration) -> Self {
+        RttEstimator { srtt: None, rttvar: Duration::ZERO, base_rto: initial_rto, backoff: 0, min_rto, max_rto }
+    }
+
+    /// Takes a round-trip measurement `rtt`, which must satisfy Karn's algorithm (see the module
+    /// documentation), and recomputes the RTO. A valid sample also ends any back-off: the doubled RTO holds
+    /// only "until an acknowledgment is received for a segment that was not retransmitted" (Karn and Partridge;
+    /// RFC 6298 section 5 leaves the RTO to be recomputed from SRTT and RTTVAR).
+    pub fn sample(&mut self, rtt: Duration) {
+        match self.srtt {
+            // RFC 6298 section 2.2: "SRTT <- R, RTTVAR <- R/2".
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            // RFC 6298 section 2.3, with alpha = 1/8 and beta = 1/4, RTTVAR first since it uses the old SRTT:
+            //   RTTVAR <- (1 - beta) * RTTVAR + beta * |SRTT - R'|
+            //   SRTT <- (1 - alpha) * SRTT + alpha * R'
+            // Each product is taken as `x - x/n` or `x/n`, which cannot overflow.
+            Some(srtt) => {
+                let deviation = srtt.max(rtt) - srtt.min(rtt);
+                self.rttvar = (self.rttvar - self.rttvar / 4).saturating_add(deviation / 4);
+                self.srtt = Some((srtt - srtt / 8).saturating_add(rtt / 8));
+            }
+        }
+        // RFC 6298 section 2.2/2.3: "RTO <- SRTT + max (G, K*RTTVAR)", then bounded (sections 2.4 and 2.5).
+        let srtt = self.srtt.unwrap_or(rtt);
+        let spread = self.rttvar.saturating_mul(K).max(GRANULARITY);
+        self.base_rto = self.bounded(srtt.saturating_add(spread));
+        self.reset_backoff();
+    }
+
+    /// The current RTO: the computed value doubled once per back-off, never above the maximum (RFC 6298
+    /// section 5.5: "The maximum value discussed in (2.5) above may be used to provide an upper bound to this
+    /// doubling operation").
+    pub fn rto(&self) -> Duration {
+        let backed_off = match 1u32.checked_shl(self.backoff) {
+            Some(factor) => self.base_rto.checked_mul(factor).unwrap_or(Duration::MAX),
+            None => Duration::MAX,
+        };
+        self.bounded(backed_off)
+    }
+
+    /// Doubles the RTO after the retransmission timer expires: "The host MUST set RTO <- RTO * 2 ('back off
+    /// the timer')" (RFC 6298 section 5.5).
+    pub fn back_off(&mut self) {
+        self.backoff = self.backoff.saturating_add(1);
+    }
+
+    /// Returns to the un-backed-off RTO. [`RttEstimator::sample`] does this itself; a caller may also do it
+    /// when it learns by other means that the path works again.
+    pub fn reset_backoff(&mut self) {
+        self.backoff = 0;
+    }
+
+    /// SRTT, once there has been a sample.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    /// RTTVAR; zero before the first sample.
+    pub fn rttvar(&self) -> Duration {
+        self.rttvar
+    }
+
+    /// How many times the timer has been backed off since the last sample or reset.
+    pub fn backoff_count(&self) -> u32 {
+        self.backoff
+    }
+
+    /// `rto` within `[min_rto, max_rto]` (RFC 6298 sections 2.4 and 2.5); the maximum wins a conflict.
+    fn bounded(&self, rto: Duration) -> Duration {
+        rto.max(self.min_rto).min(self.max_rto)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    #[test]
+    fn before_any_sample() {
+        let e = RttEstimator::default();
+        assert_eq!((e.srtt(), e.rttvar(), e.rto(), e.backoff_count()), (None, Duration::ZERO, ms(1000), 0));
+    }
+
+    #[test]
+    fn rfc6298_formulas_on_a_sequence_of_samples() {
+        // Bounds wide enough not to interfere. Each row: sample, then SRTT, RTTVAR and RTO worked by hand.
+        let mut e = RttEstimator::new(ms(1000), Duration::ZERO, ms(120_000));
+        let table = [
+            // First sample (2.2): SRTT = R, RTTVAR = R/2, RTO = 100 + 4 * 50.
+            (ms(100), us(100_000), us(50_000), us(300_000)),
+            // RTTVAR = 3/4 * 50 + 1/4 * |100 - 120| = 42.5; SRTT = 7/8 * 100 + 1/8 * 120 = 102.5.
+            (ms(120), us(102_500), us(42_500), us(272_500)),
+            // RTTVAR = 3/4 * 42.5 + 1/4 * 22.5 = 37.5; SRTT = 7/8 * 102.5 + 10 = 99.6875.
+            (ms(80), Duration::from_nanos(99_687_500), us(37_500), Duration::from_nanos(249_687_500)),
+            // A spike: RTTVAR = 28.125 + 1/4 * 400.3125 = 128.203125; SRTT = 87.2265625 + 62.5 = 149.7265625,
+            // which in whole nanoseconds is 99_687_500 - 12_460_937 + 62_500_000.
+            (
+                ms(500),
+                Duration::from_nanos(149_726_563),
+                Duration::from_nanos(128_203_125),
+                Duration::from_nanos(149_726_563 + 4 * 128_203_125),
+            ),
+        ];
+        for (i, (rtt, srtt, rttvar, rto)) in table.into_iter().enumerate() {
+            e.sample(rtt);
+            assert_eq!((e.srtt(), e.rttvar(), e.rto()), (Some(srtt), rttvar, rto), "row {i}");
+        }
+    }
+
+    #[test]
+    fn granularity_floor_when_rttvar_vanishes() {
+        // Identical samples shrink RTTVAR towards zero; the RTO stays at least G above SRTT.
+        let mut e = RttEstimator::new(ms(1000), Duration::ZERO, ms(120_000));
+        for _ in 0..40 {
+            e.sample(ms(10));
+        }
+        assert_eq!(e.srtt(), Some(ms(10)));
+        assert!(e.rttvar() * K < GRANULARITY);
+        assert_eq!(e.rto(), ms(11));
+    }
+
+    #[test]
+    fn clamped_to_min_and_max() {
+        let mut e = RttEstimator::default();
+        e.sample(ms(1)); // 1 + 4 * 0.5 = 3 ms
+        assert_eq!(e.rto(), ms(200));
+        let mut e = RttEstimator::default();
+        e.sample(ms(100_000)); // 100 s + 200 s
+        assert_eq!(e.rto(), ms(120_000));
+        // Conflicting bounds: the maximum wins.
+        let mut e = RttEstimator::new(ms(1000), ms(500), ms(300));
+        assert_eq!(e.rto(), ms(300));
+        e.sample(ms(1));
+        assert_eq!(e.rto(), ms(300));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_max_and_a_sample_resets_it() {
+        let mut e = RttEstimator::default();
+        e.sample(ms(100)); // RTO 300 ms
+        let expected = [600, 1200, 2400, 4800, 9600, 19_200, 38_400, 76_800, 120_000, 120_000];
+        for want in expected {
+            e.back_off();
+            assert_eq!(e.rto(), ms(want));
+        }
+        assert_eq!(e.backoff_count(), 10);
+        e.reset_backoff();
+        assert_eq!((e.backoff_count(), e.rto()), (0, ms(300)));
+        e.back_off();
+        e.back_off();
+        assert_eq!(e.rto(), ms(1200));
+        e.sample(ms(100));
+        assert_eq!(e.backoff_count(), 0);
+        assert!(e.rto() < ms(600));
+        // The initial RTO backs off too (RFC 6298 section 5.7 territory: SYN retransmissions).
+        let mut e = RttEstimator::default();
+        e.back_off();
+        assert_eq!(e.rto(), ms(2000));
+    }
+
+    #[test]
+    fn no_overflow_on_huge_samples_or_many_backoffs() {
+        let mut e = RttEstimator::new(Duration::MAX, Duration::ZERO, Duration::MAX);
+        assert_eq!(e.rto(), Duration::MAX);
+        e.back_off();
+        assert_eq!(e.rto(), Duration::MAX);
+        e.sample(Duration::MAX);
+        e.sample(Duration::MAX);
+        e.sample(Duration::ZERO);
+        e.sample(Duration::MAX);
+        assert_eq!(e.rto(), Duration::MAX);
+        let mut e = RttEstimator::default();
+        e.sample(Duration::MAX);
+        assert_eq!(e.rto(), DEFAULT_MAX_RTO);
+        for _ in 0..100 {
+            e.back_off();
+        }
+        assert_eq!((e.backoff_count(), e.rto()), (100, DEFAULT_MAX_RTO));
+        e.backoff = u32::MAX;
+        e.back_off();
+        assert_eq!((e.backoff_count(), e.rto()), (u32::MAX, DEFAULT_MAX_RTO));
+    }
+}

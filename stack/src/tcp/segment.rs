@@ -1,0 +1,42 @@
+//! Outgoing segments, built whole (header, options, payload, checksum) into one reused buffer; the stack then
+//! hands each to IP. A connection never touches the IP layer itself.
+
+use crate::wire::tcp::TcpHeader;
+use std::net::SocketAddrV4;
+use std::ops::Range;
+
+/// One built segment inside a [`SegmentBuf`].
+#[derive(Debug, Clone)]
+pub struct BuiltSegment {
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    pub bytes: Range<usize>,
+}
+
+/// Segments waiting to be handed to IP. Cleared, not freed, between uses: no allocation per segment once warm.
+#[derive(Debug, Default)]
+pub struct SegmentBuf {
+    pub buf: Vec<u8>,
+    pub segments: Vec<BuiltSegment>,
+}
+
+impl SegmentBuf {
+    /// Builds a segment from `header` and a payload given as up to two slices (a ring buffer's two halves).
+    pub fn push(&mut self, local: SocketAddrV4, remote: SocketAddrV4, header: &TcpHeader, payload: (&[u8], &[u8])) {
+        let start = self.buf.len();
+        self.buf.resize(start + header.header_len(), 0);
+        self.buf.extend_from_slice(payload.0);
+        self.buf.extend_from_slice(payload.1);
+        header.emit_v4(&mut self.buf[start..], *local.ip(), *remote.ip());
+        self.segments.push(BuiltSegment { local, remote, bytes: start..self.buf.len() });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.segments.clear();
+    }
+}
