@@ -162,6 +162,23 @@ impl NetStack {
         }
     }
 
+    /// Waits until `fd`'s readiness intersects `interest`, or `timeout` passes (then `WouldBlock`).
+    pub(crate) fn wait_ready(
+        &self,
+        fd: Fd,
+        interest: crate::socket::Readiness,
+        timeout: Option<Duration>,
+    ) -> io::Result<crate::socket::Readiness> {
+        self.call(false, timeout, false, |s| {
+            let r = s.readiness(fd)?;
+            if r.intersects(interest) {
+                Ok(r)
+            } else {
+                Err(Errno::EAGAIN)
+            }
+        })
+    }
+
     /// Closes `fd`, ignoring errors (for `Drop`).
     pub(crate) fn close_quietly(&self, fd: Fd) {
         let _ = self.shared.lock().close(fd);

@@ -11,7 +11,9 @@
 //! when it produced output.
 
 mod driver;
+mod tcp;
 mod udp;
 
 pub use driver::{NetStack, NetStackOptions};
+pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
