@@ -107,6 +107,12 @@ impl NetStack {
         self.shared.lock().counters().clone()
     }
 
+    /// Every socket of the stack, as `ss` shows them.
+    pub fn sockets_snapshot(&self) -> Vec<crate::socket::SocketInfo> {
+        let now = self.shared.now();
+        self.shared.lock().sockets_snapshot(now)
+    }
+
     /// Time on the stack's clock.
     pub fn now(&self) -> Instant {
         self.shared.now()

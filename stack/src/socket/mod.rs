@@ -7,6 +7,7 @@
 
 mod calls;
 mod ports;
+mod snapshot;
 mod table;
 pub(crate) mod tcp;
 mod tcp_calls;
@@ -14,6 +15,7 @@ pub(crate) mod udp;
 mod udp_calls;
 
 pub(crate) use ports::PortTable;
+pub use snapshot::{format_duration, SocketInfo};
 pub use table::Fd;
 pub(crate) use table::{Socket, SocketTable};
 

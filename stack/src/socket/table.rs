@@ -87,7 +87,6 @@ impl SocketTable {
     }
 
     /// Every open descriptor with its socket, in descriptor order.
-    #[allow(dead_code)]
     pub fn iter(&self) -> impl Iterator<Item = (Fd, &Socket)> + '_ {
         self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (Fd(i as i32 + FIRST_FD), s)))
     }
