@@ -9,6 +9,7 @@
 
 pub mod errno;
 pub mod iface;
+pub mod rng;
 pub mod runtime;
 pub mod sim;
 pub mod socket;

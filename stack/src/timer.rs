@@ -385,21 +385,7 @@ mod tests {
     use crate::time::Duration;
     use std::collections::BTreeSet;
 
-    /// A tiny deterministic generator (xorshift64*).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
+    use crate::rng::Rng;
 
     /// An origin that is not a round number of milliseconds, so that slot boundaries are exercised.
     fn t0() -> Instant {
@@ -453,11 +439,11 @@ mod tests {
     #[test]
     fn driver_sleeping_until_next_deadline_is_exact() {
         let mut wheel = TimerWheel::new(t0());
-        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut rng = Rng::new(0x1234_5678_9abc_def1);
         let mut deadlines = Vec::new();
         for key in 0..2_000u32 {
-            let scale = DELAYS[rng.below(DELAYS.len() as u64) as usize];
-            let at = t0() + Duration::from_nanos(rng.below(scale.as_nanos() as u64) + 1);
+            let scale = DELAYS[rng.below_u64(DELAYS.len() as u64) as usize];
+            let at = t0() + Duration::from_nanos(rng.below_u64(scale.as_nanos() as u64) + 1);
             deadlines.push(at);
             wheel.schedule(at, key);
         }
@@ -548,7 +534,7 @@ mod tests {
     /// up to about 100,000 timers pending.
     #[test]
     fn matches_a_sorted_reference_model() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let scales = [
             Duration::from_micros(2_000),
             Duration::from_millis(100),
@@ -592,26 +578,26 @@ mod tests {
             let filling = round < 300_000;
             let (schedule_odds, cancel_odds, step_scales) =
                 if filling { (14, 1, &steps[..2]) } else { (8, 4, &steps[..]) };
-            match rng.below(16) {
+            match rng.below_u64(16) {
                 n if n < schedule_odds && pending.len() < 100_000 => {
-                    let at = if rng.below(20) == 0 {
-                        now - Duration::from_nanos(rng.below(1_000_000_000))
+                    let at = if rng.below_u64(20) == 0 {
+                        now - Duration::from_nanos(rng.below_u64(1_000_000_000))
                     } else {
-                        let scale = scales[rng.below(scales.len() as u64) as usize];
-                        now + Duration::from_nanos(rng.below(scale.as_nanos() as u64))
+                        let scale = scales[rng.below_u64(scales.len() as u64) as usize];
+                        now + Duration::from_nanos(rng.below_u64(scale.as_nanos() as u64))
                     };
                     let key = timers.len() as u32;
                     timers.push((wheel.schedule(at, key), at));
                     pending.insert((at, key));
                 }
                 n if n < schedule_odds + cancel_odds && !timers.is_empty() => {
-                    let key = rng.below(timers.len() as u64) as u32;
+                    let key = rng.below_u64(timers.len() as u64) as u32;
                     let (handle, at) = timers[key as usize];
                     assert_eq!(wheel.cancel(handle), pending.remove(&(at, key)), "cancel {key}");
                 }
                 _ => {
-                    let step = step_scales[rng.below(step_scales.len() as u64) as usize];
-                    now += Duration::from_nanos(rng.below(step.as_nanos() as u64));
+                    let step = step_scales[rng.below_u64(step_scales.len() as u64) as usize];
+                    now += Duration::from_nanos(rng.below_u64(step.as_nanos() as u64));
                     check_expire(&mut wheel, &mut pending, &timers, &mut out, now);
                 }
             }

@@ -154,7 +154,7 @@ pub struct Stack {
     /// Sockets whose readiness may have changed since the driver last looked.
     pub(crate) events: Vec<Fd>,
     pub(crate) next_ident: u16,
-    rng_state: u64,
+    rng: crate::rng::Rng,
     /// Reused buffer for building transport segments.
     pub(crate) scratch: Vec<u8>,
     /// The latest time handed in by the driver, for socket calls that start timers (`connect`, `close`).
@@ -177,7 +177,7 @@ impl Stack {
             loopback: VecDeque::new(),
             events: Vec::new(),
             next_ident: (config.seed >> 16) as u16,
-            rng_state: config.seed | 1,
+            rng: crate::rng::Rng::new(config.seed),
             scratch: Vec::with_capacity(65536),
             last_now: Instant::ZERO,
             config,
@@ -239,14 +239,9 @@ impl Stack {
         !self.events.is_empty() || !self.tcp.events.is_empty()
     }
 
-    /// A random number from the stack's seeded generator (xorshift64*).
+    /// A random number from the stack's seeded generator.
     pub(crate) fn random_u32(&mut self) -> u32 {
-        let mut x = self.rng_state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng_state = x;
-        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+        self.rng.next_u32()
     }
 
     /// True for the addresses this interface receives as its own: its unicast address, the limited

@@ -307,25 +307,7 @@ mod tests {
         assert_eq!(lazy.push(b"abc"), 2);
     }
 
-    /// A tiny deterministic generator (xorshift64*).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
-        }
-    }
+    use crate::rng::Rng;
 
     /// The reference: the queue as a `VecDeque`, and the free space as the bytes parked there relative to the
     /// end of the queue (`None` where nothing defined was written).
@@ -346,7 +328,7 @@ mod tests {
 
     #[test]
     fn matches_a_vecdeque_model() {
-        let mut rng = Rng(0x243f_6a88_85a3_08d3);
+        let mut rng = Rng::new(0x243f_6a88_85a3_08d3);
         for _ in 0..50 {
             let capacity = 1 + rng.below(40);
             let mut r = RingBuffer::new(capacity);

@@ -316,21 +316,7 @@ mod tests {
         assert_eq!(a.sack_blocks_into(&mut []), 0);
     }
 
-    /// A tiny deterministic generator (xorshift64*).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
+    use crate::rng::Rng;
 
     /// The runs of `true` in the model, as `(start, end)`.
     fn runs(received: &[bool]) -> Vec<(usize, usize)> {
@@ -354,7 +340,7 @@ mod tests {
     #[test]
     fn matches_a_per_byte_model() {
         const SPAN: usize = 400;
-        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        let mut rng = Rng::new(0x0123_4567_89ab_cdef);
         for _ in 0..200 {
             let max_ranges = rng.below(7);
             let mut a = Assembler::new(max_ranges);

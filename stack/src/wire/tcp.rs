@@ -721,21 +721,7 @@ mod tests {
         assert_eq!(TcpHeader::parse_quoted(&buf[..7]), Err(WireError::Truncated));
     }
 
-    /// A tiny deterministic generator (xorshift64*) for the mutation test.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::rng::Rng;
 
     #[test]
     fn no_panic_on_prefixes_or_mutations() {
@@ -759,17 +745,17 @@ mod tests {
         for end in 0..=valid.len() {
             check(&valid[..end]);
         }
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let mut accepted = 0;
         for _ in 0..20_000 {
             let mut buf = valid.clone();
             for _ in 0..1 + rng.below(6) {
                 let at = rng.below(buf.len());
-                buf[at] = rng.next() as u8;
+                buf[at] = rng.next_u64() as u8;
             }
             buf.truncate(rng.below(buf.len() + 1).max(rng.below(buf.len() + 1)));
             // Half the time, make the checksum right so the option parser sees the damage.
-            if buf.len() >= MIN_HEADER_LEN && rng.next() & 1 == 0 {
+            if buf.len() >= MIN_HEADER_LEN && rng.next_u64() & 1 == 0 {
                 fix_checksum(&mut buf);
             }
             accepted += usize::from(check(&buf));
