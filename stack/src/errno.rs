@@ -44,6 +44,8 @@ pub enum Errno {
     EPROTOTYPE = 91,
     ENOTSOCK = 88,
     EPROTO = 71,
+    ENOENT = 2,
+    EEXIST = 17,
 }
 
 impl Errno {
@@ -85,6 +87,8 @@ impl Errno {
         Errno::EPROTOTYPE,
         Errno::ENOTSOCK,
         Errno::EPROTO,
+        Errno::ENOENT,
+        Errno::EEXIST,
     ];
 
     /// The numeric value.
@@ -131,6 +135,8 @@ impl Errno {
             Errno::EPROTOTYPE => "EPROTOTYPE",
             Errno::ENOTSOCK => "ENOTSOCK",
             Errno::EPROTO => "EPROTO",
+            Errno::ENOENT => "ENOENT",
+            Errno::EEXIST => "EEXIST",
         }
     }
 

@@ -151,8 +151,13 @@ pub struct Stack {
     pub(crate) orphan_tx: VecDeque<OrphanDatagram>,
     /// Whole IP packets sent to our own address.
     pub(crate) loopback: VecDeque<Vec<u8>>,
-    /// Sockets whose readiness may have changed since the driver last looked.
+    /// Sockets whose readiness may have changed, not yet routed to epoll instances.
     pub(crate) events: Vec<Fd>,
+    /// Descriptors (sockets and epoll instances) whose readiness may have changed since the driver last
+    /// looked.
+    pub(crate) notify: Vec<Fd>,
+    /// For each socket, the epoll instances watching it.
+    pub(crate) epoll_watchers: std::collections::HashMap<Fd, Vec<Fd>>,
     pub(crate) next_ident: u16,
     rng: crate::rng::Rng,
     /// Reused buffer for building transport segments.
@@ -176,6 +181,8 @@ impl Stack {
             orphan_tx: VecDeque::new(),
             loopback: VecDeque::new(),
             events: Vec::new(),
+            notify: Vec::new(),
+            epoll_watchers: std::collections::HashMap::new(),
             next_ident: (config.seed >> 16) as u16,
             rng: crate::rng::Rng::new(config.seed),
             scratch: Vec::with_capacity(65536),
@@ -230,13 +237,13 @@ impl Stack {
 
     /// Sockets whose readiness may have changed since the last call, for the driver to wake their waiters.
     pub fn take_events(&mut self, out: &mut Vec<Fd>) {
-        out.append(&mut self.events);
-        out.append(&mut self.tcp.events);
+        self.route_events();
+        out.append(&mut self.notify);
     }
 
     /// True when some socket's readiness may have changed.
     pub fn has_events(&self) -> bool {
-        !self.events.is_empty() || !self.tcp.events.is_empty()
+        !self.events.is_empty() || !self.tcp.events.is_empty() || !self.notify.is_empty()
     }
 
     /// A random number from the stack's seeded generator.

@@ -36,6 +36,9 @@ pub(crate) struct Shared {
     doorbell: EventFd,
     stop: AtomicBool,
     origin: std::time::Instant,
+    /// Async tasks waiting on a descriptor, woken when its readiness may have changed. Taken only after the
+    /// stack lock (never the other way round), so the two locks cannot deadlock.
+    pub(crate) wakers: Mutex<std::collections::HashMap<Fd, Vec<std::task::Waker>>>,
 }
 
 impl Shared {
@@ -86,6 +89,7 @@ impl NetStack {
             doorbell: EventFd::new()?,
             stop: AtomicBool::new(false),
             origin: std::time::Instant::now(),
+            wakers: Mutex::new(std::collections::HashMap::new()),
         });
         let driver_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -187,8 +191,47 @@ impl NetStack {
 
     /// Closes `fd`, ignoring errors (for `Drop`).
     pub(crate) fn close_quietly(&self, fd: Fd) {
-        let _ = self.shared.lock().close(fd);
+        let mut stack = self.shared.lock();
+        let _ = stack.close(fd);
+        // Waiters on this descriptor must not be woken for whatever reuses the number.
+        self.shared.wakers.lock().unwrap_or_else(|p| p.into_inner()).remove(&fd);
+        drop(stack);
         self.shared.ring();
+    }
+
+    /// One attempt at a non-blocking core call for an async task: `Pending` (with the task's waker registered
+    /// for `fd`) when it would block.
+    pub(crate) fn poll_call<T>(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        fd: Fd,
+        rings: bool,
+        op: impl FnOnce(&mut Stack) -> Result<T, Errno>,
+    ) -> std::task::Poll<io::Result<T>> {
+        let mut stack = self.shared.lock();
+        match op(&mut stack) {
+            Err(Errno::EAGAIN) => {
+                if self.shared.stop.load(Ordering::SeqCst) {
+                    return std::task::Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        "the stack has been shut down",
+                    )));
+                }
+                self.shared.register_waker(fd, cx.waker());
+                if rings {
+                    drop(stack);
+                    self.shared.ring();
+                }
+                std::task::Poll::Pending
+            }
+            result => {
+                drop(stack);
+                if rings {
+                    self.shared.ring();
+                }
+                std::task::Poll::Ready(result.map_err(io::Error::from))
+            }
+        }
     }
 }
 
@@ -234,6 +277,7 @@ fn drive<D: Device>(shared: Arc<Shared>, mut device: D, options: NetStackOptions
     let device_fd = device.pollable_fd();
     let mut fds = vec![shared.doorbell_fd()];
     fds.extend(device_fd);
+    let mut changed = Vec::new();
     while !shared.stop.load(Ordering::SeqCst) {
         let timeout = {
             let stack = shared.lock();
@@ -271,10 +315,36 @@ fn drive<D: Device>(shared: Arc<Shared>, mut device: D, options: NetStackOptions
         stack.poll(now, &mut sink);
         sink.flush();
         if stack.has_events() {
-            let mut changed = Vec::new();
+            changed.clear();
             stack.take_events(&mut changed);
             drop(stack);
             shared.readiness.notify_all();
+            shared.wake_tasks(&changed);
+        }
+    }
+}
+
+impl Shared {
+    /// Wakes the async tasks waiting on any of `fds`.
+    pub(crate) fn wake_tasks(&self, fds: &[Fd]) {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        if wakers.is_empty() {
+            return;
+        }
+        for fd in fds {
+            if let Some(list) = wakers.remove(fd) {
+                list.into_iter().for_each(std::task::Waker::wake);
+            }
+        }
+    }
+
+    /// Registers `waker` to be woken when `fd`'s readiness may change. Called with the stack lock held, so no
+    /// change can slip between the caller's failed attempt and this registration.
+    pub(crate) fn register_waker(&self, fd: Fd, waker: &std::task::Waker) {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        let list = wakers.entry(fd).or_default();
+        if !list.iter().any(|w| w.will_wake(waker)) {
+            list.push(waker.clone());
         }
     }
 }

@@ -11,9 +11,13 @@
 //! when it produced output.
 
 mod driver;
+mod readiness;
 mod tcp;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod udp;
 
 pub use driver::{NetStack, NetStackOptions};
+pub use readiness::Epoll;
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;

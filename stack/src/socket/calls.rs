@@ -15,11 +15,13 @@ enum Proto {
 }
 
 impl Stack {
-    fn proto(&self, fd: Fd) -> SysResult<Proto> {
-        Ok(match self.sockets.get(fd)? {
-            Socket::Udp(_) => Proto::Udp,
-            Socket::Tcp(_) => Proto::Tcp,
-        })
+    /// The protocol of a socket descriptor; an epoll descriptor is not a socket (`ENOTSOCK`).
+    fn socket_proto(&self, fd: Fd) -> SysResult<Proto> {
+        match self.sockets.get(fd)? {
+            Socket::Udp(_) => Ok(Proto::Udp),
+            Socket::Tcp(_) => Ok(Proto::Tcp),
+            Socket::Epoll(_) => Err(Errno::ENOTSOCK),
+        }
     }
 
     /// `socket(domain, type, 0)`.
@@ -33,7 +35,7 @@ impl Stack {
 
     /// `bind(fd, addr)`.
     pub fn bind(&mut self, fd: Fd, addr: SocketAddr) -> SysResult<()> {
-        match self.proto(fd)? {
+        match self.socket_proto(fd)? {
             Proto::Udp => self.udp_bind(fd, addr),
             Proto::Tcp => self.tcp_bind(fd, addr),
         }
@@ -41,7 +43,7 @@ impl Stack {
 
     /// `listen(fd, backlog)`; `EOPNOTSUPP` on a datagram socket.
     pub fn listen(&mut self, fd: Fd, backlog: i32) -> SysResult<()> {
-        match self.proto(fd)? {
+        match self.socket_proto(fd)? {
             Proto::Udp => Err(Errno::EOPNOTSUPP),
             Proto::Tcp => self.tcp_listen(fd, backlog),
         }
@@ -49,7 +51,7 @@ impl Stack {
 
     /// `accept(fd)`: a connection from the accept queue and its peer; `EAGAIN` when none is waiting.
     pub fn accept(&mut self, fd: Fd) -> SysResult<(Fd, SocketAddr)> {
-        match self.proto(fd)? {
+        match self.socket_proto(fd)? {
             Proto::Udp => Err(Errno::EOPNOTSUPP),
             Proto::Tcp => self.tcp_accept(fd),
         }
@@ -58,7 +60,7 @@ impl Stack {
     /// `connect(fd, addr)`; `None` is `AF_UNSPEC`. A TCP connect answers `EINPROGRESS` and completes later
     /// (readiness turns writable; `SO_ERROR` tells the result), as a non-blocking connect does on Linux.
     pub fn connect(&mut self, fd: Fd, addr: Option<SocketAddr>) -> SysResult<()> {
-        match self.proto(fd)? {
+        match self.socket_proto(fd)? {
             Proto::Udp => self.udp_connect(fd, addr),
             Proto::Tcp => self.tcp_connect(fd, addr),
         }
@@ -67,7 +69,7 @@ impl Stack {
     /// `sendto(fd, buf, flags, addr)`; `None` sends to the connected peer.
     pub fn sendto(&mut self, fd: Fd, buf: &[u8], flags: MsgFlags, dest: Option<SocketAddr>) -> SysResult<usize> {
         let _ = flags;
-        match self.proto(fd)? {
+        match self.socket_proto(fd)? {
             Proto::Udp => self.udp_sendto(fd, buf, dest),
             // tcp(7): the address of a sendto on a connected stream is ignored (Linux: EISCONN only if the
             // socket is not connected and an address is given with MSG_FASTOPEN).
@@ -82,7 +84,7 @@ impl Stack {
 
     /// `recvfrom(fd, buf, flags)`.
     pub fn recvfrom(&mut self, fd: Fd, buf: &mut [u8], flags: MsgFlags) -> SysResult<RecvMeta> {
-        match self.proto(fd)? {
+        match self.socket_proto(fd)? {
             Proto::Udp => self.udp_recvfrom(fd, buf, flags),
             Proto::Tcp => self.tcp_recv(fd, buf, flags),
         }
@@ -95,7 +97,7 @@ impl Stack {
 
     /// `getsockname(fd)`.
     pub fn getsockname(&self, fd: Fd) -> SysResult<SocketAddr> {
-        match self.proto(fd)? {
+        match self.socket_proto(fd)? {
             Proto::Udp => self.udp_getsockname(fd),
             Proto::Tcp => self.tcp_getsockname(fd),
         }
@@ -103,7 +105,7 @@ impl Stack {
 
     /// `getpeername(fd)`.
     pub fn getpeername(&self, fd: Fd) -> SysResult<SocketAddr> {
-        match self.proto(fd)? {
+        match self.socket_proto(fd)? {
             Proto::Udp => self.udp_getpeername(fd),
             Proto::Tcp => self.tcp_getpeername(fd),
         }
@@ -111,23 +113,27 @@ impl Stack {
 
     /// `shutdown(fd, how)`.
     pub fn shutdown(&mut self, fd: Fd, how: Shutdown) -> SysResult<()> {
-        match self.proto(fd)? {
+        match self.socket_proto(fd)? {
             Proto::Udp => self.udp_shutdown(fd, how),
             Proto::Tcp => self.tcp_shutdown(fd, how),
         }
     }
 
-    /// `close(fd)`.
+    /// `close(fd)`, of a socket or an epoll instance. A closed socket leaves every epoll set (Linux does the
+    /// same once the last reference to the file goes).
     pub fn close(&mut self, fd: Fd) -> SysResult<()> {
-        match self.proto(fd)? {
-            Proto::Udp => self.udp_close(fd),
-            Proto::Tcp => self.tcp_close(fd),
-        }
+        let result = match self.sockets.get(fd)? {
+            Socket::Udp(_) => self.udp_close(fd),
+            Socket::Tcp(_) => self.tcp_close(fd),
+            Socket::Epoll(_) => self.epoll_close(fd),
+        };
+        self.epoll_forget(fd);
+        result
     }
 
     /// `setsockopt(fd, level, name, &value)` for the integer options.
     pub fn setsockopt(&mut self, fd: Fd, opt: SockOpt, value: i32) -> SysResult<()> {
-        match self.proto(fd)? {
+        match self.socket_proto(fd)? {
             Proto::Udp => self.udp_setsockopt(fd, opt, value),
             Proto::Tcp => self.tcp_setsockopt(fd, opt, value),
         }
@@ -135,7 +141,7 @@ impl Stack {
 
     /// `getsockopt(fd, level, name)` for the integer options. `SO_ERROR` is read-and-clear.
     pub fn getsockopt(&mut self, fd: Fd, opt: SockOpt) -> SysResult<i32> {
-        match self.proto(fd)? {
+        match self.socket_proto(fd)? {
             Proto::Udp => self.udp_getsockopt(fd, opt),
             Proto::Tcp => self.tcp_getsockopt(fd, opt),
         }
@@ -149,6 +155,7 @@ impl Stack {
                 Ok(())
             }
             Socket::Udp(_) => Ok(()),
+            Socket::Epoll(_) => Err(Errno::ENOTSOCK),
         }
     }
 
@@ -157,6 +164,7 @@ impl Stack {
         match self.sockets.get(fd)? {
             Socket::Tcp(s) => Ok(s.linger),
             Socket::Udp(_) => Ok(None),
+            Socket::Epoll(_) => Err(Errno::ENOTSOCK),
         }
     }
 
@@ -165,12 +173,13 @@ impl Stack {
         match self.sockets.get(fd)? {
             Socket::Udp(s) => Ok(s.readiness()),
             Socket::Tcp(_) => self.tcp_readiness(fd),
+            Socket::Epoll(e) => Ok(if e.has_ready() { Readiness::IN } else { Readiness::default() }),
         }
     }
 
     /// The socket type, as `SO_TYPE` reports it.
     pub fn socket_type(&self, fd: Fd) -> SysResult<i32> {
-        Ok(match self.proto(fd)? {
+        Ok(match self.socket_proto(fd)? {
             Proto::Udp => 2,
             Proto::Tcp => 1,
         })

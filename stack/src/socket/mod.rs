@@ -6,6 +6,8 @@
 //! *connected* (after `connect()`; `connect(AF_UNSPEC)` goes back to bound).
 
 mod calls;
+pub mod epoll;
+mod epoll_calls;
 mod ports;
 mod snapshot;
 mod table;

@@ -102,6 +102,7 @@ impl Stack {
                     }
                     TcpSocketKind::Fresh { local: None } | TcpSocketKind::Conn(_) => {}
                 },
+                Socket::Epoll(_) => {}
             }
         }
         for (_, c) in self.tcp.conns.iter() {

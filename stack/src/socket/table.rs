@@ -1,5 +1,6 @@
 //! The descriptor table: small integers, lowest free first, as `open(2)` and `socket(2)` hand them out.
 
+use super::epoll::Epoll;
 use super::tcp::TcpSocket;
 use super::udp::UdpSocket;
 use crate::errno::{Errno, SysResult};
@@ -26,6 +27,7 @@ pub const FIRST_FD: i32 = 3;
 pub(crate) enum Socket {
     Udp(Box<UdpSocket>),
     Tcp(Box<TcpSocket>),
+    Epoll(Box<Epoll>),
 }
 
 /// A slab of sockets indexed by descriptor.
@@ -70,6 +72,21 @@ impl SocketTable {
 
     pub fn get_mut(&mut self, fd: Fd) -> SysResult<&mut Socket> {
         Self::index(fd).and_then(|i| self.slots.get_mut(i)?.as_mut()).ok_or(Errno::EBADF)
+    }
+
+    /// Takes the socket out for a moment without freeing its descriptor; [`SocketTable::restore`] puts it
+    /// back. For calls that need the socket and the rest of the table at once (an epoll instance asking
+    /// other sockets' readiness).
+    pub fn remove_for_update(&mut self, fd: Fd) -> SysResult<Socket> {
+        let i = Self::index(fd).ok_or(Errno::EBADF)?;
+        self.slots.get_mut(i).and_then(Option::take).ok_or(Errno::EBADF)
+    }
+
+    /// Puts back a socket taken with [`SocketTable::remove_for_update`].
+    pub fn restore(&mut self, fd: Fd, socket: Socket) {
+        if let Some(slot) = Self::index(fd).and_then(|i| self.slots.get_mut(i)) {
+            *slot = Some(socket);
+        }
     }
 
     /// Takes the socket out and frees its descriptor for reuse.

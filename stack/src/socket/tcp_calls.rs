@@ -162,6 +162,7 @@ impl Stack {
         sock.buffers = buffers;
         sock.reuse_addr = reuse;
         let new_fd = self.sockets.insert(Socket::Tcp(Box::new(sock)))?;
+        self.tcp.events.push(fd);
         let conn = self.tcp.conns.get_mut(k).ok_or(Errno::ECONNABORTED)?;
         conn.fd = Some(new_fd);
         conn.listener = None;
@@ -294,6 +295,7 @@ impl Stack {
             return Err(Errno::EAGAIN);
         }
         self.tcp.wake(k);
+        self.tcp.events.push(fd);
         Ok(n)
     }
 
@@ -314,6 +316,8 @@ impl Stack {
                 if conn.window_update_due() {
                     self.tcp.wake(k);
                 }
+                // Reading may end readability: edge-triggered watchers must see the fall to see the next rise.
+                self.tcp.events.push(fd);
                 n
             };
             return Ok(RecvMeta { len: n, from, truncated: false });

@@ -211,6 +211,7 @@ impl Stack {
         let len = if flags.contains(MsgFlags::TRUNC) { data.len() } else { copied };
         if !flags.contains(MsgFlags::PEEK) {
             sock.rx.pop();
+            self.events.push(fd);
         }
         Ok(RecvMeta { len, from: SocketAddr::V4(from), truncated })
     }
