@@ -199,6 +199,7 @@ impl NetStack {
         self.shared.ring();
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     /// One attempt at a non-blocking core call for an async task: `Pending` (with the task's waker registered
     /// for `fd`) when it would block.
     pub(crate) fn poll_call<T>(
@@ -338,6 +339,7 @@ impl Shared {
         }
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     /// Registers `waker` to be woken when `fd`'s readiness may change. Called with the stack lock held, so no
     /// change can slip between the caller's failed attempt and this registration.
     pub(crate) fn register_waker(&self, fd: Fd, waker: &std::task::Waker) {

@@ -5,6 +5,7 @@ use super::assembler::Assembler;
 use super::config::TcpConfig;
 use super::congestion::NewReno;
 use super::rtt::RttEstimator;
+use super::sack_scoreboard::Scoreboard;
 use super::seq::SeqNum;
 use crate::errno::Errno;
 use crate::iface::counters::TcpCounters;
@@ -185,6 +186,12 @@ pub struct Connection {
     pub cc: NewReno,
     /// Retransmit the segment at SND.UNA on the next transmit (fast retransmit, partial ACK).
     pub retransmit_now: bool,
+    /// What the peer has selectively acknowledged (when SACK was negotiated).
+    pub sacked: Scoreboard,
+    /// During fast recovery: the next sequence number whose hole may be retransmitted, and the bytes
+    /// retransmitted so far (they count as in flight, keeping recovery within the congestion window).
+    pub recovery_next: SeqNum,
+    pub recovery_rexmit_bytes: usize,
 
     /// An ACK must go out now.
     pub ack_now: bool,
@@ -237,6 +244,24 @@ impl Connection {
     /// Sequence space in flight (data, and our FIN if sent).
     pub fn in_flight(&self) -> usize {
         self.snd_nxt.since(self.snd_una)
+    }
+
+    /// RFC 6675 section 2's *pipe*: the data we estimate to be in the network — what is outstanding, less what
+    /// the peer SACKed, plus what recovery retransmitted.
+    pub fn pipe(&self) -> usize {
+        let sacked = self.sacked.sacked_between(self.snd_una, self.snd_nxt);
+        (self.in_flight() + self.recovery_rexmit_bytes).saturating_sub(sacked)
+    }
+
+    /// Bytes that may be sent now: within the congestion window measured against the pipe (during SACK
+    /// recovery the window is ssthresh, RFC 6675 section 5; NewReno's inflation serves recovery without SACK),
+    /// and within the peer's window measured against everything outstanding (flow control, RFC 9293 3.8.6).
+    pub fn usable_window(&self) -> usize {
+        let sack_recovery = self.cc.in_recovery() && !self.sacked.is_empty();
+        let cwnd = if sack_recovery { self.cc.ssthresh() } else { self.cc.cwnd() };
+        let by_congestion = cwnd.saturating_sub(self.pipe());
+        let by_flow = self.snd_wnd.saturating_sub(self.in_flight());
+        by_congestion.min(by_flow)
     }
 
     /// The window we can offer now: free receive space, rounded down to what the scale can express.
@@ -361,6 +386,11 @@ impl Connection {
         }
         self.retries += 1;
         counters.timeouts += 1;
+        self.recovery_rexmit_bytes = 0;
+        if self.retries >= 2 {
+            // RFC 2018 section 8: a receiver may discard SACKed data; after a second timeout, trust only ACKs.
+            self.sacked.clear();
+        }
         self.rtt.back_off();
         self.rtt_probe = None;
         let flight = self.snd_max.since(self.snd_una);

@@ -310,6 +310,9 @@ impl Connection {
             return Some(Processed::alive());
         }
         let window = usize::from(seg.window) << self.negotiated.snd_wscale;
+        if self.negotiated.sack_ok && !seg.options.sack_blocks().is_empty() {
+            self.sacked.update(seg.ack.max(self.snd_una), self.snd_max, seg.options.sack_blocks());
+        }
         if seg.ack.gt(self.snd_una) {
             self.on_new_ack(now, seg);
         } else if seg.ack == self.snd_una
@@ -324,6 +327,8 @@ impl Connection {
                 ctx.counters.fast_retrans += 1;
                 self.retransmit_now = true;
                 self.rtt_probe = None;
+                self.recovery_next = self.snd_una;
+                self.recovery_rexmit_bytes = 0;
             }
         }
         // Update the send window if this segment is newer than the one that last set it (SND.WL1/SND.WL2).
@@ -365,8 +370,17 @@ impl Connection {
         if self.snd_nxt.lt(self.snd_una) {
             self.snd_nxt = self.snd_una;
         }
-        if self.cc.on_ack(seg.ack, acked, flight) == AckAction::RetransmitNext && self.snd_una.lt(self.snd_max) {
+        self.sacked.advance(self.snd_una);
+        self.recovery_rexmit_bytes = self.recovery_rexmit_bytes.saturating_sub(acked);
+        // A partial ACK (RFC 6582) retransmits the next hole, unless SACK recovery already resent it.
+        if self.cc.on_ack(seg.ack, acked, flight) == AckAction::RetransmitNext
+            && self.snd_una.lt(self.snd_max)
+            && !self.recovery_next.gt(self.snd_una)
+        {
             self.retransmit_now = true;
+        }
+        if !self.cc.in_recovery() {
+            self.recovery_rexmit_bytes = 0;
         }
         // RFC 6298 section 5.2 and 5.3: stop the timer when everything is acknowledged, else restart it.
         if self.snd_una == self.snd_max {

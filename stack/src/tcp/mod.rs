@@ -14,6 +14,7 @@ pub mod listener;
 pub mod output;
 pub mod ports;
 pub mod rtt;
+pub mod sack_scoreboard;
 pub mod segment;
 pub mod seq;
 pub mod time_wait;

@@ -112,28 +112,80 @@ impl Connection {
         if len == 0 {
             return false;
         }
-        let with_fin = false;
-        self.emit_data(now, self.snd_una, len, with_fin, out, counters);
+        let len = match self.sacked.next_sacked_start(self.snd_una) {
+            Some(next) => len.min(next.since(self.snd_una)),
+            None => len,
+        };
+        self.emit_data(now, self.snd_una, len, false, out, counters);
         counters.retrans_segs += 1;
+        if self.cc.in_recovery() {
+            self.recovery_next = self.recovery_next.max(self.snd_una + len);
+            self.recovery_rexmit_bytes += len;
+        }
         if self.rto_at.is_none() {
             self.arm_rto(now);
         }
         true
     }
 
+    /// During fast recovery with SACK (RFC 6675 section 5, simplified): retransmit the holes below the highest
+    /// SACKed byte, one segment per opening of the window, before any new data.
+    fn retransmit_holes(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
+        if !self.cc.in_recovery() || self.sacked.is_empty() {
+            return false;
+        }
+        let mss = self.negotiated.send_mss.max(1);
+        let mut sent = false;
+        loop {
+            let from = self.recovery_next.max(self.snd_una);
+            let Some((start, hole)) = self.sacked.next_hole(from) else { break };
+            if !start.lt(self.snd_nxt) {
+                break;
+            }
+            let offset = start.since(self.snd_una);
+            if offset >= self.tx.len() {
+                break;
+            }
+            let len = hole.min(mss).min(self.tx.len() - offset);
+            if self.usable_window() < len {
+                break;
+            }
+            self.emit_data(now, start, len, false, out, counters);
+            counters.retrans_segs += 1;
+            self.recovery_next = start + len;
+            self.recovery_rexmit_bytes += len;
+            sent = true;
+        }
+        sent
+    }
+
+    /// After a timeout moved SND.NXT back, skip what the peer holds already (its SACK blocks).
+    fn skip_sacked(&mut self) {
+        while self.snd_nxt.lt(self.snd_max) {
+            match self.sacked.sacked_range_at(self.snd_nxt) {
+                Some((_, end)) => self.snd_nxt = end.min(self.snd_max),
+                None => break,
+            }
+        }
+    }
+
     /// Sends new data (or data resent after a timeout moved SND.NXT back) while the windows allow.
     fn send_new_data(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
-        let mut sent = false;
+        let mut sent = self.retransmit_holes(now, out, counters);
         let mss = self.negotiated.send_mss.max(1);
         loop {
+            self.skip_sacked();
             let unsent = self.unsent();
             if unsent == 0 {
                 break;
             }
             let in_flight = self.in_flight();
-            let window = self.snd_wnd.min(self.cc.cwnd());
-            let usable = window.saturating_sub(in_flight);
-            let len = unsent.min(mss).min(usable);
+            let mut len = unsent.min(mss).min(self.usable_window());
+            if self.retransmitting() {
+                if let Some(next) = self.sacked.next_sacked_start(self.snd_nxt) {
+                    len = len.min(next.since(self.snd_nxt));
+                }
+            }
             if len == 0 {
                 break;
             }
