@@ -1,5 +1,5 @@
-//! `ustack`: run the user-space stack on a real interface (`serve`), or watch it talk to the Linux kernel
-//! (`demo`).
+//! `ustack`: run the user-space stack on a real interface (`serve`), look at a running one's sockets (`ss`), or
+//! watch it talk to the Linux kernel (`demo`).
 //!
 //! Every failure ends as one sentence on stderr (`ustack: ...`) and a non-zero exit status, never a backtrace:
 //! the people who run this are trying the stack out, and a panic message would tell them nothing useful.
@@ -7,10 +7,13 @@
 #![forbid(unsafe_code)]
 
 mod cli_util;
+mod control;
 mod demo;
 mod echo;
+mod http;
 mod serve;
 mod signals;
+mod tcp_services;
 
 use clap::{Parser, Subcommand};
 use cli_util::Failure;
@@ -26,8 +29,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the stack on a TAP device or an AF_PACKET interface: it answers ARP and ping, and echoes UDP.
-    Serve(serve::ServeArgs),
+    /// Run the stack on a TAP device or an AF_PACKET interface: it answers ARP and ping, and serves UDP echo,
+    /// TCP echo, discard and HTTP on the ports given.
+    Serve(Box<serve::ServeArgs>),
+    /// Show a running `ustack serve --control PATH`'s sockets like `ss -tuan` (or its counters like nstat).
+    Ss(control::SsArgs),
     /// Show the stack talking to the Linux kernel step by step (or to a second ustack when not root).
     Demo(demo::DemoArgs),
 }
@@ -58,8 +64,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     // unwinds through their destructors instead of killing the process where it stands.
     let interrupt = signals::Interrupt::install()?;
     match cli.command {
-        Command::Serve(args) => serve::run(args, &interrupt),
+        Command::Serve(args) => serve::run(*args, &interrupt),
         Command::Demo(args) => demo::run(args, &interrupt),
+        Command::Ss(args) => control::run_ss(args),
     }
 }
 

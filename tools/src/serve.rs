@@ -1,8 +1,11 @@
-//! `ustack serve`: the stack on a real link, answering ARP and ping and echoing UDP until Ctrl-C.
+//! `ustack serve`: the stack on a real link until Ctrl-C, answering ARP and ping, with UDP echo, TCP echo,
+//! discard and HTTP services on the ports asked for, and a control socket for `ustack ss`.
 
 use crate::cli_util::{self, Failure};
+use crate::control::ControlServer;
 use crate::echo::EchoServers;
 use crate::signals::Interrupt;
+use crate::tcp_services::{Service, TcpServices};
 use clap::Args;
 use std::io;
 use std::net::Ipv4Addr;
@@ -33,6 +36,18 @@ pub struct ServeArgs {
     /// Echo UDP datagrams sent to this port (repeat for several ports).
     #[arg(long = "udp-echo", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     udp_echo: Vec<u16>,
+    /// Echo TCP connections on this port: whatever arrives goes back (repeat for several ports).
+    #[arg(long = "echo", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    tcp_echo: Vec<u16>,
+    /// Accept TCP connections on this port and drop whatever arrives (repeat for several ports).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    discard: Vec<u16>,
+    /// Serve HTTP/1.1 on this port: `/` is a small page, `/bytes/N` is N bytes of a known pattern (repeatable).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    http: Vec<u16>,
+    /// Answer `ustack ss --control PATH` on this Unix socket (removed again on exit).
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
     /// Record every frame the stack receives and sends into this pcap file.
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
@@ -56,6 +71,9 @@ struct LinkArgs {
 /// Runs the stack until Ctrl-C or SIGTERM, then stops it cleanly and prints its counters.
 pub fn run(args: ServeArgs, interrupt: &Interrupt) -> Result<(), Failure> {
     let mut config = stack_config(&args)?;
+    check_tcp_ports(&args)?;
+    // Bound before the link opens, so that an unusable path fails first; removed on every way out.
+    let control = args.control.as_deref().map(ControlServer::bind).transpose()?;
     let (device, description) = open_link(&args)?;
     let device = with_capture(device, args.pcap.as_ref())?;
     // The link decides the MTU: a TAP or veth set to jumbo frames gets a stack that uses them.
@@ -70,7 +88,7 @@ pub fn run(args: ServeArgs, interrupt: &Interrupt) -> Result<(), Failure> {
         "ustack serving"
     );
     let net = NetStack::spawn(device, config)?;
-    let result = serve_until_interrupted(&net, &args.udp_echo, interrupt);
+    let result = serve_until_interrupted(&net, &args, control, interrupt);
     // Joining the driver thread drops the device, and with it the capture, which flushes the pcap.
     net.shutdown();
     result?;
@@ -79,22 +97,77 @@ pub fn run(args: ServeArgs, interrupt: &Interrupt) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Starts the echo services and waits for the signal; the services are stopped before returning.
-fn serve_until_interrupted(net: &NetStack, ports: &[u16], interrupt: &Interrupt) -> Result<(), Failure> {
-    let echoes = EchoServers::start(net, ports)?;
-    tracing::info!("ready: answering ARP and ping{}; press Ctrl-C to stop", echo_summary(ports));
+/// Starts the services and the control socket and waits for the signal; everything is stopped (and the
+/// control socket removed) before returning, on errors too.
+fn serve_until_interrupted(
+    net: &NetStack,
+    args: &ServeArgs,
+    mut control: Option<ControlServer>,
+    interrupt: &Interrupt,
+) -> Result<(), Failure> {
+    let udp_echoes = EchoServers::start(net, &args.udp_echo)?;
+    let tcp = TcpServices::start(net, &tcp_services(args))?;
+    if let Some(control) = control.as_mut() {
+        control.start(net)?;
+    }
+    tracing::info!("ready: {}; press Ctrl-C to stop", summary(args));
     interrupt.wait();
     tracing::info!("stopping");
-    echoes.stop();
+    if let Some(control) = control {
+        control.stop();
+    }
+    tcp.stop();
+    udp_echoes.stop();
     Ok(())
 }
 
-fn echo_summary(ports: &[u16]) -> String {
-    if ports.is_empty() {
-        return String::new();
+/// Every TCP service asked for, with its port.
+fn tcp_services(args: &ServeArgs) -> Vec<(Service, u16)> {
+    let each = |service: Service, ports: &[u16]| ports.iter().map(move |&p| (service, p)).collect::<Vec<_>>();
+    [each(Service::Echo, &args.tcp_echo), each(Service::Discard, &args.discard), each(Service::Http, &args.http)]
+        .concat()
+}
+
+/// One service per TCP port: the stack would refuse the second listener anyway, but this names both.
+fn check_tcp_ports(args: &ServeArgs) -> Result<(), Failure> {
+    let mut seen = std::collections::HashMap::new();
+    for (service, port) in tcp_services(args) {
+        match seen.insert(port, service) {
+            Some(other) if other == service => {
+                return Err(Failure::new(format!("TCP port {port} is given twice for the {service} service")))
+            }
+            Some(other) => {
+                return Err(Failure::new(format!(
+                    "TCP port {port} is given to both the {other} and {service} services"
+                )))
+            }
+            None => {}
+        }
     }
-    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-    format!(", echoing UDP on port {}", list.join(", "))
+    Ok(())
+}
+
+/// What the stack offers, for the log line that says it is ready.
+fn summary(args: &ServeArgs) -> String {
+    let ports = |ports: &[u16]| {
+        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+        format!("port{} {}", if ports.len() > 1 { "s" } else { "" }, list.join(", "))
+    };
+    let mut parts = vec!["answering ARP and ping".to_string()];
+    for (what, list) in [
+        ("UDP echo", &args.udp_echo),
+        ("TCP echo", &args.tcp_echo),
+        ("TCP discard", &args.discard),
+        ("HTTP", &args.http),
+    ] {
+        if !list.is_empty() {
+            parts.push(format!("{what} on {}", ports(list)));
+        }
+    }
+    if let Some(path) = &args.control {
+        parts.push(format!("control socket {}", path.display()));
+    }
+    parts.join(", ")
 }
 
 /// The stack's configuration from the arguments, with the checks that need more than one argument.

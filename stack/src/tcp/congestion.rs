@@ -81,8 +81,10 @@ impl NewReno {
     }
 
     /// An acknowledgment covered `acked` new bytes; `ack` is the new SND.UNA and `flight` the bytes that were
-    /// outstanding before it.
-    pub fn on_ack(&mut self, ack: SeqNum, acked: usize, flight: usize) -> AckAction {
+    /// outstanding before it. `cwnd_limited` says whether the window was what limited sending: RFC 7661 (and
+    /// Linux's `tcp_is_cwnd_limited`) grow the window only then, so that an application-limited or
+    /// receive-window-limited flow does not build a window it never tested.
+    pub fn on_ack(&mut self, ack: SeqNum, acked: usize, flight: usize, cwnd_limited: bool) -> AckAction {
         self.dup_acks = 0;
         if let Some(recover) = self.recover {
             if ack.gt(recover) {
@@ -101,6 +103,11 @@ impl NewReno {
             }
             self.cwnd = self.cwnd.max(self.mss);
             return AckAction::RetransmitNext;
+        }
+        // Linux counts a slow-start flow as limited while it uses more than half the window.
+        let limited = cwnd_limited || (self.cwnd < self.ssthresh && 2 * flight >= self.cwnd);
+        if !limited {
+            return AckAction::None;
         }
         if self.cwnd < self.ssthresh {
             // Slow start (RFC 5681 section 3.1, equation 2) with appropriate byte counting (RFC 3465, L = 2).
@@ -177,11 +184,11 @@ mod tests {
     #[test]
     fn slow_start_then_congestion_avoidance() {
         let mut cc = NewReno::new(MSS, 2);
-        cc.on_ack(SeqNum(1000), MSS, 2 * MSS);
+        cc.on_ack(SeqNum(1000), MSS, 2 * MSS, true);
         assert_eq!(cc.cwnd(), 3 * MSS, "slow start: one MSS per MSS acknowledged");
         cc.ssthresh = 3 * MSS;
         for i in 0..3 {
-            cc.on_ack(SeqNum(2000 + i * 1000), MSS, 3 * MSS);
+            cc.on_ack(SeqNum(2000 + i * 1000), MSS, 3 * MSS, true);
         }
         assert_eq!(cc.cwnd(), 4 * MSS, "avoidance: one MSS per window");
     }
@@ -197,9 +204,9 @@ mod tests {
         assert_eq!(cc.cwnd(), 8 * MSS);
         cc.on_dup_ack(10 * MSS, max, una);
         assert_eq!(cc.cwnd(), 9 * MSS, "inflated by further duplicates");
-        assert_eq!(cc.on_ack(SeqNum(2000), 2 * MSS, 10 * MSS), AckAction::RetransmitNext, "partial ack");
+        assert_eq!(cc.on_ack(SeqNum(2000), 2 * MSS, 10 * MSS, true), AckAction::RetransmitNext, "partial ack");
         assert!(cc.in_recovery());
-        assert_eq!(cc.on_ack(SeqNum(10_001), 8 * MSS, 8 * MSS), AckAction::None, "full ack");
+        assert_eq!(cc.on_ack(SeqNum(10_001), 8 * MSS, 8 * MSS, true), AckAction::None, "full ack");
         assert!(!cc.in_recovery());
         assert_eq!(cc.cwnd(), MSS.max(cc.ssthresh().min(MSS)), "deflated to min(ssthresh, flight + MSS)");
     }
@@ -211,10 +218,21 @@ mod tests {
         for _ in 0..3 {
             cc.on_dup_ack(10 * MSS, max, SeqNum(0));
         }
-        cc.on_ack(SeqNum(10_001), 10 * MSS, 10 * MSS);
+        cc.on_ack(SeqNum(10_001), 10 * MSS, 10 * MSS, true);
         for _ in 0..3 {
             assert_eq!(cc.on_dup_ack(MSS, max, SeqNum(5_000)), DupAckAction::None);
         }
+    }
+
+    #[test]
+    fn an_application_limited_flow_does_not_grow_the_window() {
+        let mut cc = NewReno::new(MSS, 10);
+        let before = cc.cwnd();
+        // Slow start with one segment in flight out of ten allowed: the application is the limit.
+        cc.on_ack(SeqNum(1000), MSS, MSS, false);
+        assert_eq!(cc.cwnd(), before, "RFC 7661: not limited by the window, so no growth");
+        cc.on_ack(SeqNum(2000), MSS, 10 * MSS, false);
+        assert!(cc.cwnd() > before, "more than half the window in flight counts as limited in slow start");
     }
 
     #[test]

@@ -186,6 +186,11 @@ pub struct Connection {
     pub cc: NewReno,
     /// Retransmit the segment at SND.UNA on the next transmit (fast retransmit, partial ACK).
     pub retransmit_now: bool,
+    /// The end of the last less-than-full segment sent (Minshall's variant of Nagle: hold a small segment only
+    /// while an earlier small one is unacknowledged; Linux's `snd_sml`).
+    pub snd_sml: SeqNum,
+    /// The last send stopped because the congestion window was full (RFC 7661: grow the window only then).
+    pub cwnd_limited: bool,
     /// What the peer has selectively acknowledged (when SACK was negotiated).
     pub sacked: Scoreboard,
     /// During fast recovery: the next sequence number whose hole may be retransmitted, and the bytes

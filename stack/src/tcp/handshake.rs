@@ -144,6 +144,8 @@ impl Connection {
             probes: 0,
             cc: NewReno::new(negotiated.send_mss, config.initial_window),
             retransmit_now: false,
+            snd_sml: iss,
+            cwnd_limited: false,
             sacked: Default::default(),
             recovery_next: iss,
             recovery_rexmit_bytes: 0,

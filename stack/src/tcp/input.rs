@@ -373,7 +373,7 @@ impl Connection {
         self.sacked.advance(self.snd_una);
         self.recovery_rexmit_bytes = self.recovery_rexmit_bytes.saturating_sub(acked);
         // A partial ACK (RFC 6582) retransmits the next hole, unless SACK recovery already resent it.
-        if self.cc.on_ack(seg.ack, acked, flight) == AckAction::RetransmitNext
+        if self.cc.on_ack(seg.ack, acked, flight, self.cwnd_limited) == AckAction::RetransmitNext
             && self.snd_una.lt(self.snd_max)
             && !self.recovery_next.gt(self.snd_una)
         {

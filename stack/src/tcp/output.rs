@@ -180,7 +180,11 @@ impl Connection {
                 break;
             }
             let in_flight = self.in_flight();
-            let mut len = unsent.min(mss).min(self.usable_window());
+            let usable = self.usable_window();
+            // RFC 7661: remember whether the congestion window (not the application or the peer's window) is
+            // what stops us.
+            self.cwnd_limited = usable < unsent.min(mss) && self.snd_wnd.saturating_sub(in_flight) >= unsent.min(mss);
+            let mut len = unsent.min(mss).min(usable);
             if self.retransmitting() {
                 if let Some(next) = self.sacked.next_sacked_start(self.snd_nxt) {
                     len = len.min(next.since(self.snd_nxt));
@@ -190,9 +194,12 @@ impl Connection {
                 break;
             }
             let is_last = len == unsent;
-            // Nagle (RFC 1122 section 4.2.3.4): with data in flight, hold a less-than-full segment back until
-            // the outstanding data is acknowledged, unless TCP_NODELAY.
-            if len < mss && in_flight > 0 && !self.opts.nodelay && !self.retransmitting() {
+            let fin_here = is_last && self.fin_seq.is_some_and(|f| f == self.snd_nxt + len);
+            // Nagle (RFC 1122 section 4.2.3.4) in Minshall's form, as Linux does it: hold a less-than-full
+            // segment back only while an earlier small segment is unacknowledged — unless TCP_NODELAY, or the
+            // segment carries our FIN (nothing more will come to fill it).
+            let small_outstanding = self.snd_sml.gt(self.snd_una) && in_flight > 0;
+            if len < mss && small_outstanding && !self.opts.nodelay && !fin_here && !self.retransmitting() {
                 break;
             }
             // Sender SWS avoidance (RFC 9293 section 3.8.6.2.1): do not send a sliver the window allows when more
@@ -200,13 +207,15 @@ impl Connection {
             if len < mss && !is_last && len < self.max_snd_wnd / 2 {
                 break;
             }
-            let fin_here = is_last && self.fin_seq.is_some_and(|f| f == self.snd_nxt + len);
             let retransmission = self.snd_nxt.lt(self.snd_max);
             self.emit_data(now, self.snd_nxt, len, fin_here, out, counters);
             if retransmission {
                 counters.retrans_segs += 1;
             } else if self.rtt_probe.is_none() {
                 self.rtt_probe = Some((self.snd_nxt, now));
+            }
+            if len < mss {
+                self.snd_sml = self.snd_nxt + len;
             }
             self.snd_nxt += len + usize::from(fin_here);
             self.snd_max = self.snd_max.max(self.snd_nxt);

@@ -31,6 +31,7 @@ pub fn run(ns: &Namespace, pcap: &Path, report: &mut Report, interrupt: &Interru
     let net = start_ustack(ns, pcap, report)?;
     let echo = EchoServers::start(&net, &[ECHO_PORT])?;
     report.say(format!("ustack runs a UDP echo service on port {ECHO_PORT}: whatever arrives goes back to its sender"));
+    let tcp = super::kernel_tcp::start_services(&net, report)?;
     interrupt.check()?;
 
     report.step("The kernel pings ustack: it asks for ustack's MAC with ARP, then sends ICMP echo requests");
@@ -51,8 +52,12 @@ pub fn run(ns: &Namespace, pcap: &Path, report: &mut Report, interrupt: &Interru
 
     report.step(&format!("A kernel UDP socket sends to {}, where nothing listens", closed_addr()));
     port_unreachable(ns, &net, report)?;
+    interrupt.check()?;
 
-    report.step("ustack's counters (named as in /proc/net/snmp; zeros left out)");
+    super::kernel_tcp::run(ns, &net, report, interrupt)?;
+
+    report.step("ustack's counters (named as in /proc/net/snmp and /proc/net/netstat; zeros left out)");
+    tcp.stop();
     echo.stop();
     cli_util::print_counter_table(&[("ustack", net.counters().rows())]);
     // Joining the driver thread drops the TAP and its capture, which flushes the pcap file.

@@ -1,13 +1,16 @@
 //! `ustack demo`: the stack's main job, shown step by step to a newcomer.
 //!
 //! As root, the peer is the Linux kernel itself, in a private network namespace joined to ustack by a TAP
-//! device: the kernel pings ustack, sends it UDP datagrams to echo, and learns from it that a port is closed.
-//! Without root the same conversation plays between two ustack stacks over an in-memory link on virtual
-//! time, so everyone can run it. Either way every frame lands in a pcap file to open in Wireshark afterwards.
+//! device: the kernel pings ustack, sends it UDP datagrams to echo, learns from it that a port is closed, then
+//! fetches a file from ustack's HTTP server and has ustack's TCP echo service return its bytes. Without root
+//! the same conversation plays between two ustack stacks over an in-memory link on virtual time, so everyone
+//! can run it. Either way every frame lands in a pcap file to open in Wireshark afterwards.
 
 mod kernel;
+mod kernel_tcp;
 mod report;
 mod sim;
+mod sim_tcp;
 
 use crate::cli_util::{self, Failure};
 use crate::signals::Interrupt;
@@ -39,10 +42,15 @@ const ECHO_PORT: u16 = 7;
 const CLOSED_PORT: u16 = 9;
 /// The link MTU of both setups: the TAP's default and the in-memory pipe's default.
 const LINK_MTU: usize = 1500;
+/// ustack's HTTP server.
+const HTTP_PORT: u16 = 80;
+/// What the peer fetches from it: `/bytes/HTTP_BYTES`, about 70 full-sized TCP segments.
+const HTTP_BYTES: usize = 100_000;
 
 /// What the reader is about to see.
 const INTRO: &str = "ustack is a TCP/IP stack that runs as an ordinary program: it reads and writes whole Ethernet \
-frames\nand does ARP, IPv4 (with fragmentation), ICMP and UDP itself. This demo puts it on a link and talks to it.";
+frames\nand does ARP, IPv4 (with fragmentation), ICMP, UDP and TCP itself. This demo puts it on a link and talks \
+to it.";
 
 /// Runs the demo with the kernel as peer when it can, in memory otherwise.
 pub fn run(args: DemoArgs, interrupt: &Interrupt) -> Result<(), Failure> {
@@ -81,7 +89,7 @@ fn show_capture(pcap: &Path, report: &mut Report) {
         Ok(capture) => {
             report.pass(format!("{} frames recorded in {}", capture.packets.len(), shown.display()));
             report.say(format!("Read it with:  tshark -r {}", pcap.display()));
-            report.say("or open it in Wireshark; try the display filter  arp || icmp || udp");
+            report.say("or open it in Wireshark; try the display filter  arp || icmp || udp || tcp");
         }
         Err(e) => report.fail(format!("cannot read the capture back: {e}")),
     }
@@ -101,6 +109,38 @@ fn echo_addr() -> SocketAddr {
 
 fn closed_addr() -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(USTACK_IP, CLOSED_PORT))
+}
+
+fn http_addr() -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(USTACK_IP, HTTP_PORT))
+}
+
+/// The request for `/bytes/HTTP_BYTES`; `Connection: close` makes the server close first, so that it is
+/// ustack that keeps the connection in TIME-WAIT afterwards.
+fn http_request() -> String {
+    format!("GET /bytes/{HTTP_BYTES} HTTP/1.1\r\nHost: {USTACK_IP}\r\nConnection: close\r\n\r\n")
+}
+
+/// What the peer sends to the TCP echo service, each with a line saying what it shows.
+fn tcp_echo_payloads() -> Vec<(String, Vec<u8>)> {
+    let greeting = b"hello over TCP".to_vec();
+    let big = 50_000;
+    vec![
+        (format!("{} bytes {:?}", greeting.len(), String::from_utf8_lossy(&greeting)), greeting),
+        (format!("{big} bytes, some 35 segments each way, more than one window's worth at the start"), pattern(big)),
+    ]
+}
+
+/// The rows of a socket table that are TIME-WAIT entries of ustack's HTTP server.
+fn http_time_waits(rows: &[ustack::SocketInfo]) -> Vec<&ustack::SocketInfo> {
+    rows.iter().filter(|r| r.state == "TIME-WAIT" && r.local.port() == HTTP_PORT).collect()
+}
+
+/// Shows a socket table under the current step, as `ss -tuano` would.
+fn show_sockets(report: &Report, rows: &[ustack::SocketInfo]) {
+    for line in crate::control::ss_lines(rows) {
+        report.say(format!("  {line}"));
+    }
 }
 
 /// The datagrams sent to the echo service: a greeting, the largest that fits one frame, and one that must

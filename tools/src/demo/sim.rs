@@ -2,7 +2,9 @@
 //! kernel's part and stack B plays ustack's, using the sans-IO socket calls directly.
 
 use super::report::Report;
-use super::{closed_addr, compare_echo, echo_addr, echo_payloads, peer_cidr, ustack_cidr, ECHO_PORT, LINK_MTU};
+use super::{
+    closed_addr, compare_echo, echo_addr, echo_payloads, peer_cidr, ustack_cidr, ECHO_PORT, HTTP_PORT, LINK_MTU,
+};
 use crate::cli_util::{self, Failure};
 use crate::signals::Interrupt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -26,6 +28,12 @@ pub fn run(pcap: &Path, report: &mut Report, interrupt: &Interrupt) -> Result<()
         bind_echo(&mut sim.b).map_err(|e| Failure::new(format!("stack B cannot bind UDP port {ECHO_PORT}: {e}")))?;
     report
         .say(format!("stack B runs a UDP echo service on port {ECHO_PORT}: whatever arrives goes back to its sender"));
+    let mut tcp = super::sim_tcp::Services::listen(&mut sim.b)
+        .map_err(|e| Failure::new(format!("stack B cannot listen on its TCP ports: {e}")))?;
+    report.say(format!(
+        "stack B also listens on TCP port {HTTP_PORT} (HTTP: /bytes/N is N bytes where byte i is i % 251) \
+         and TCP port {ECHO_PORT} (echo)"
+    ));
 
     report.step("Ping");
     report.skip("ustack has no ping program of its own, so this run leaves ping out; as root the kernel pings ustack");
@@ -37,8 +45,11 @@ pub fn run(pcap: &Path, report: &mut Report, interrupt: &Interrupt) -> Result<()
 
     report.step(&format!("Stack A sends to {}, where nothing listens", closed_addr()));
     port_unreachable(&mut sim, echo_fd, report)?;
+    interrupt.check()?;
 
-    report.step("The counters of both stacks (named as in /proc/net/snmp; zeros left out)");
+    super::sim_tcp::run(&mut sim, &mut tcp, report)?;
+
+    report.step("The counters of both stacks (named as in /proc/net/snmp and /proc/net/netstat; zeros left out)");
     cli_util::print_counter_table(&[("A (peer)", sim.a.counters().rows()), ("B (ustack)", sim.b.counters().rows())]);
     sim.flush_capture()?;
     Ok(())
