@@ -93,18 +93,50 @@ impl KernelPeer {
 
     /// A kernel peer over `link`, optionally capturing into a pcap at `capture`.
     pub fn start(link: Link, capture: Option<&Path>) -> io::Result<KernelPeer> {
+        KernelPeer::start_with(link, capture, |_| {})
+    }
+
+    /// A kernel peer over `link` whose stack configuration `configure` adjusts first (for example a short
+    /// `tcp.msl`), optionally capturing into a pcap at `capture`.
+    pub fn start_with(
+        link: Link,
+        capture: Option<&Path>,
+        configure: impl FnOnce(&mut StackConfig),
+    ) -> io::Result<KernelPeer> {
+        match link {
+            Link::Tap => KernelPeer::tap_wrapped(capture, configure, |tap| tap),
+            Link::AfPacket => KernelPeer::start_inner(link, capture, configure, |tap| tap),
+        }
+    }
+
+    /// A kernel peer over a TAP device that the stack uses through `wrap(tap)` (for example a device that
+    /// loses and reorders frames), with the stack configuration adjusted by `configure`.
+    pub fn tap_wrapped<W: Device + 'static>(
+        capture: Option<&Path>,
+        configure: impl FnOnce(&mut StackConfig),
+        wrap: impl FnOnce(Tap) -> W,
+    ) -> io::Result<KernelPeer> {
+        KernelPeer::start_inner(Link::Tap, capture, configure, wrap)
+    }
+
+    fn start_inner<W: Device + 'static>(
+        link: Link,
+        capture: Option<&Path>,
+        configure: impl FnOnce(&mut StackConfig),
+        wrap: impl FnOnce(Tap) -> W,
+    ) -> io::Result<KernelPeer> {
         let ns = Namespace::create(link.prefix())?;
         let kernel_cidr = format!("{}/24", link.kernel_ip());
         let net = match link {
             Link::Tap => {
                 ns.add_tap("tap0", &kernel_cidr)?;
                 let tap = ns.enter(|| Tap::open("tap0"))??;
-                spawn_stack(link, tap, capture)?
+                spawn_stack(link, wrap(tap), capture, configure)?
             }
             Link::AfPacket => {
                 ns.add_veth("veth0", "veth1", &kernel_cidr)?;
                 let sock = ns.enter(|| PacketSocket::open("veth1"))??;
-                spawn_stack(link, sock, capture)?
+                spawn_stack(link, sock, capture, configure)?
             }
         };
         Ok(KernelPeer { link, net, ns })
@@ -195,9 +227,15 @@ impl Drop for KernelPeer {
     }
 }
 
-fn spawn_stack<D: Device + 'static>(link: Link, dev: D, capture: Option<&Path>) -> io::Result<NetStack> {
+fn spawn_stack<D: Device + 'static>(
+    link: Link,
+    dev: D,
+    capture: Option<&Path>,
+    configure: impl FnOnce(&mut StackConfig),
+) -> io::Result<NetStack> {
     let cidr = Ipv4Cidr::new(link.stack_ip(), 24).ok_or_else(|| io::Error::other("bad prefix length"))?;
-    let config = StackConfig::new(MacAddr(STACK_MAC), cidr);
+    let mut config = StackConfig::new(MacAddr(STACK_MAC), cidr);
+    configure(&mut config);
     match capture {
         Some(path) => NetStack::spawn(Capture::with_wall_clock(dev, path)?, config),
         None => NetStack::spawn(dev, config),

@@ -3,6 +3,10 @@
 
 pub mod fixtures;
 pub mod frames;
+pub mod replay;
 
+pub mod conversation;
 pub mod kernel;
+pub mod kernel_tcp_util;
+pub mod smol;
 pub mod tcp_app;

@@ -76,6 +76,7 @@ impl Stack {
                     ttl: self.config.ttl,
                     tos: ip.tos,
                     dont_fragment: false,
+                    never_fragment: false,
                 };
                 if self.send_ipv4(now, how, &scratch, tx).is_ok() {
                     self.counters.icmp.out_msgs += 1;
@@ -214,6 +215,7 @@ impl Stack {
             ttl: self.config.ttl,
             tos: 0xc0, // Linux sends ICMP errors with precedence "internetwork control" (RFC 1812 4.3.2.5).
             dont_fragment: false,
+            never_fragment: false,
         };
         if self.send_ipv4(now, how, &scratch, tx).is_ok() {
             self.counters.icmp.out_msgs += 1;

@@ -46,6 +46,8 @@ pub struct PendingPacket {
     pub payload: Vec<u8>,
     /// Whether the sender asked for DF when the datagram fits the MTU.
     pub dont_fragment: bool,
+    /// The datagram must not be fragmented at all (TCP).
+    pub never_fragment: bool,
 }
 
 #[derive(Debug)]
@@ -256,6 +258,7 @@ mod tests {
             header: Ipv4Header::new(Ipv4Addr::new(198, 18, 0, 2), IP, 17, 64, len),
             payload: vec![0; len],
             dont_fragment: true,
+            never_fragment: false,
         }
     }
 

@@ -32,6 +32,9 @@ pub(crate) struct IpSend {
     pub tos: u8,
     /// Set DF when the datagram fits the MTU (Linux's IP_PMTUDISC_WANT); larger ones are fragmented.
     pub dont_fragment: bool,
+    /// Never fragment: a datagram over the MTU is dropped and counted (TCP sizes its segments to the path
+    /// MTU, so one too big is a bug or a stale MTU, never something to fragment).
+    pub never_fragment: bool,
 }
 
 impl Stack {
@@ -73,7 +76,12 @@ impl Stack {
         let mut header = Ipv4Header::new(self.config.ipv4.addr, how.dst, how.protocol, how.ttl, payload.len());
         header.ident = self.next_ident;
         header.tos = how.tos;
-        let packet = PendingPacket { header, payload: Vec::new(), dont_fragment: how.dont_fragment };
+        let packet = PendingPacket {
+            header,
+            payload: Vec::new(),
+            dont_fragment: how.dont_fragment,
+            never_fragment: how.never_fragment,
+        };
         match hop {
             NextHop::Local => {
                 if self.loopback.len() >= LOOPBACK_QUEUE_LIMIT {
@@ -126,7 +134,7 @@ impl Stack {
             return;
         }
         let per_fragment = (mtu.saturating_sub(MIN_HEADER_LEN)) & !7;
-        if per_fragment == 0 {
+        if per_fragment == 0 || packet.never_fragment {
             self.counters.ip.frag_fails += 1;
             return;
         }
@@ -256,7 +264,8 @@ impl Stack {
         tx: &mut dyn FrameSink,
     ) {
         UdpHeader { src_port, dst_port: dst.port() }.emit_v4(datagram, self.config.ipv4.addr, *dst.ip());
-        let how = IpSend { dst: *dst.ip(), protocol: ip_proto::UDP, ttl, tos, dont_fragment: true };
+        let how =
+            IpSend { dst: *dst.ip(), protocol: ip_proto::UDP, ttl, tos, dont_fragment: true, never_fragment: false };
         if self.send_ipv4(now, how, datagram, tx).is_ok() {
             self.counters.udp.out_datagrams += 1;
         }

@@ -55,6 +55,7 @@ impl Stack {
                 ttl: self.config.ttl,
                 tos: 0,
                 dont_fragment: true,
+                never_fragment: true,
             };
             let _ = self.send_ipv4(now, how, &out.buf[seg.bytes.clone()], tx);
         }

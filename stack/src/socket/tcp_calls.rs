@@ -322,10 +322,15 @@ impl Stack {
             };
             return Ok(RecvMeta { len: n, from, truncated: false });
         }
+        // tcp_recvmsg checks SOCK_DONE (the peer's FIN was read) before the pending error: after end of file a
+        // reset is left for SO_ERROR and send().
+        if conn.peer_fin {
+            return Ok(RecvMeta { len: 0, from, truncated: false });
+        }
         if let Some(e) = conn.error.take() {
             return Err(e);
         }
-        if conn.peer_fin || conn.state == State::Closed || conn.shut_rd || buf.is_empty() {
+        if conn.state == State::Closed || conn.shut_rd || buf.is_empty() {
             return Ok(RecvMeta { len: 0, from, truncated: false });
         }
         Err(Errno::EAGAIN)
@@ -506,7 +511,7 @@ impl Stack {
                 if opt == SockOpt::SndBuf {
                     conn.tx.set_capacity(buffers.sndbuf.max(conn.tx.len()));
                 }
-                if opt == SockOpt::KeepAlive {
+                if matches!(opt, SockOpt::KeepAlive | SockOpt::TcpKeepIdle) {
                     conn.arm_keepalive();
                 }
                 self.tcp.wake(k);

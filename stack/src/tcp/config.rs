@@ -44,7 +44,7 @@ pub struct TcpConfig {
     /// Offer RFC 7323 timestamps and RFC 2018 SACK (net.ipv4.tcp_timestamps, tcp_sack).
     pub timestamps: bool,
     pub sack: bool,
-    /// Initial congestion window in segments (RFC 6928).
+    /// Initial congestion window in segments (RFC 6928; 10 applies its byte cap of max(2*MSS, 14600)).
     pub initial_window: usize,
     /// Challenge ACKs sent per second, at most (RFC 5961 section 7; net.ipv4.tcp_challenge_ack_limit).
     pub challenge_ack_limit: u32,

@@ -58,6 +58,11 @@ impl State {
         matches!(self, State::Established | State::CloseWait)
     }
 
+    /// States in which our data may still go out (including data queued before a close).
+    pub fn can_send_data(self) -> bool {
+        matches!(self, State::Established | State::CloseWait | State::FinWait1 | State::LastAck | State::Closing)
+    }
+
     /// States in which arriving data is accepted (RFC 9293 section 3.10.7.4, "seventh, process the segment text").
     pub fn can_receive(self) -> bool {
         matches!(self, State::Established | State::FinWait1 | State::FinWait2)
@@ -379,12 +384,13 @@ impl Connection {
             _ => config.retries2,
         };
         if self.retries >= limit {
+            // RFC 9293 section 3.10.8 and Linux's tcp_write_err: the connection is dropped without a RST (the
+            // peer is presumably unreachable anyway); a soft ICMP error seen meanwhile names the cause.
             counters.aborts_on_timeout += 1;
-            let errno = self.soft_error.unwrap_or(Errno::ETIMEDOUT);
-            return Some(match self.state {
-                State::SynSent => Outcome::Gone(Some(errno)),
-                _ => Outcome::Abort(Some(errno)),
-            });
+            if matches!(self.state, State::SynSent | State::SynReceived) {
+                counters.attempt_fails += 1;
+            }
+            return Some(Outcome::Gone(Some(self.soft_error.unwrap_or(Errno::ETIMEDOUT))));
         }
         if self.snd_una == self.snd_max && self.state.is_synchronized() {
             return None; // everything was acknowledged meanwhile

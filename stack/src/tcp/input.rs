@@ -157,6 +157,28 @@ impl Connection {
             }
         }
 
+        // Simultaneous open (RFC 9293 section 3.5, figure 8, line 6): in SYN-RECEIVED the peer's SYN-ACK —
+        // its SYN again, now acknowledging ours — completes the handshake. Its sequence number is RCV.NXT-1, so
+        // the acceptability test below would refuse it.
+        if self.state == State::SynReceived
+            && flags.contains(TcpFlags::SYN | TcpFlags::ACK)
+            && seg.seq == self.irs
+            && seg.ack == self.snd_max
+        {
+            self.snd_una = seg.ack;
+            self.snd_wnd = usize::from(seg.window); // a SYN's window is never scaled (RFC 7323 section 2.2)
+            self.max_snd_wnd = self.snd_wnd;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            self.rto_at = None;
+            self.retries = 0;
+            self.rtt.reset_backoff();
+            self.state = State::Established;
+            self.ack_now = true;
+            ctx.counters.active_opens += 1;
+            return Processed::outcome(Outcome::Established);
+        }
+
         // First, check the sequence number (RFC 9293 section 3.10.7.4, the four cases of acceptability).
         let window = self.rcv_adv.distance(self.rcv_nxt).max(0) as u32;
         let acceptable = match (seg_len, window) {
@@ -254,6 +276,11 @@ impl Connection {
         let mut seq = seg.seq;
         if zero_window_probe {
             data = &[];
+            // RFC 9293 section 3.8.6.1: a probe into a zero window is answered with the next expected sequence
+            // number and the (still zero) window.
+            if !payload.is_empty() {
+                self.ack_now = true;
+            }
         }
         if !data.is_empty() {
             if !self.state.can_receive() {
@@ -331,8 +358,12 @@ impl Connection {
                 self.recovery_rexmit_bytes = 0;
             }
         }
-        // Update the send window if this segment is newer than the one that last set it (SND.WL1/SND.WL2).
-        if self.snd_wl1.lt(seg.seq) || (self.snd_wl1 == seg.seq && self.snd_wl2.le(seg.ack)) {
+        // Update the send window if this segment is newer than the one that last set it (SND.WL1/SND.WL2, RFC
+        // 9293 section 3.10.7.4). A segment no newer by sequence or acknowledgment may only grow the window (or
+        // close it): a reordered older duplicate must not shrink it (Linux's tcp_may_update_window).
+        let newer = self.snd_wl1.lt(seg.seq) || seg.ack.gt(self.snd_wl2);
+        let same = self.snd_wl1 == seg.seq && self.snd_wl2 == seg.ack;
+        if newer || (same && (window > self.snd_wnd || window == 0)) {
             let was_zero = self.snd_wnd == 0;
             self.snd_wnd = window;
             self.snd_wl1 = seg.seq;

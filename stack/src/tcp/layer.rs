@@ -66,6 +66,8 @@ pub struct TcpLayer {
     pub counters: TcpCounters,
     /// Segments built and waiting for IP.
     pub out: SegmentBuf,
+    /// The lowest ISN the next SYN from a reopened TIME-WAIT four-tuple may use.
+    reopen_min_isn: Option<SeqNum>,
     /// Descriptors whose readiness may have changed.
     pub events: Vec<Fd>,
     /// RFC 6056 Algorithm 3's per-stack counter for ephemeral ports.
@@ -98,6 +100,7 @@ impl TcpLayer {
             out: SegmentBuf::default(),
             events: Vec::new(),
             next_ephemeral: (seed >> 7) as u32,
+            reopen_min_isn: None,
             expired: Vec::new(),
         }
     }
@@ -188,6 +191,7 @@ impl TcpLayer {
             Some(lk) => self.receive_listen(now, lk, local, remote, seg, payload, our_mss),
             None => self.reset_unknown(local, remote, seg, payload.len()),
         }
+        self.reopen_min_isn = None;
     }
 
     fn receive_conn(&mut self, now: Instant, k: SlabKey, seg: &TcpHeader, payload: &[u8], our_mss: u16) {
@@ -370,6 +374,9 @@ impl TcpLayer {
                 false
             }
             TimeWaitVerdict::Reopen => {
+                // RFC 1122 section 4.2.2.13: the new incarnation's ISN must be above anything the old one used
+                // (Linux: old SND.NXT + 65537).
+                self.reopen_min_isn = Some(tw.snd_nxt + 65537);
                 self.counters.time_wait_recycled += 1;
                 self.remove_time_wait(tk);
                 true
@@ -428,7 +435,12 @@ impl TcpLayer {
         let buffers = listener.buffers;
         let user_mss = listener.opts.user_mss;
         let our_mss = user_mss.map_or(our_mss, |m| m.min(our_mss));
-        let iss = self.isn.isn(now, local, remote);
+        let mut iss = self.isn.isn(now, local, remote);
+        if let Some(min) = self.reopen_min_isn.take() {
+            if iss.lt(min) {
+                iss = min;
+            }
+        }
         let offered = super::handshake::syn_options(&self.config, our_mss, 0);
         let ts_offset = self.ts_offset(local, remote);
         let negotiated = negotiate(&self.config, our_mss, &seg.options, now, ts_offset, &offered);

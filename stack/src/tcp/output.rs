@@ -4,7 +4,7 @@
 
 use super::config::TcpConfig;
 use super::connection::{Connection, State};
-use super::handshake::{syn_ack_options, syn_options, syn_window};
+use super::handshake::{syn_ack_options, syn_options, syn_window, TIMESTAMP_OPTION_LEN};
 use super::segment::SegmentBuf;
 use super::seq::SeqNum;
 use crate::iface::counters::TcpCounters;
@@ -95,7 +95,19 @@ impl Connection {
         sent_any |= self.send_fin_if_due(now, out, counters);
         if self.probe_now {
             self.probe_now = false;
-            self.send_probe(now, out, counters);
+            let len = self.unsent().min(self.snd_wnd).min(self.data_mss());
+            if len > 0 && self.snd_nxt == self.snd_una && self.state.can_send_data() {
+                // The window is open, only too small for sender SWS avoidance: the override timeout sends what
+                // fits (RFC 1122 section 4.2.3.4; Linux's tcp_write_wakeup).
+                let fin_here = self.fin_seq.is_some_and(|f| f == self.snd_nxt + len);
+                self.emit_data(now, self.snd_nxt, len, fin_here, out, counters);
+                self.snd_nxt += len + usize::from(fin_here);
+                self.snd_max = self.snd_max.max(self.snd_nxt);
+                self.persist_at = None;
+                self.arm_rto(now);
+            } else {
+                self.send_probe(now, out, counters);
+            }
             sent_any = true;
         }
         if !sent_any && (self.ack_now || self.window_update_due()) {
@@ -108,7 +120,7 @@ impl Connection {
     /// Fast retransmit or a NewReno partial acknowledgment: resend one segment from SND.UNA.
     fn retransmit_head(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
         let outstanding_data = self.snd_max.since(self.snd_una).min(self.tx.len());
-        let len = outstanding_data.min(self.negotiated.send_mss);
+        let len = outstanding_data.min(self.data_mss());
         if len == 0 {
             return false;
         }
@@ -134,7 +146,7 @@ impl Connection {
         if !self.cc.in_recovery() || self.sacked.is_empty() {
             return false;
         }
-        let mss = self.negotiated.send_mss.max(1);
+        let mss = self.data_mss();
         let mut sent = false;
         loop {
             let from = self.recovery_next.max(self.snd_una);
@@ -172,7 +184,7 @@ impl Connection {
     /// Sends new data (or data resent after a timeout moved SND.NXT back) while the windows allow.
     fn send_new_data(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
         let mut sent = self.retransmit_holes(now, out, counters);
-        let mss = self.negotiated.send_mss.max(1);
+        let mss = self.data_mss();
         loop {
             self.skip_sacked();
             let unsent = self.unsent();
@@ -204,7 +216,7 @@ impl Connection {
             }
             // Sender SWS avoidance (RFC 9293 section 3.8.6.2.1): do not send a sliver the window allows when more
             // is waiting, unless it is at least half the largest window the peer offered.
-            if len < mss && !is_last && len < self.max_snd_wnd / 2 {
+            if len < mss && !is_last && !self.retransmitting() && len < self.max_snd_wnd / 2 {
                 break;
             }
             let retransmission = self.snd_nxt.lt(self.snd_max);
@@ -308,8 +320,11 @@ impl Connection {
     /// The header every synchronized segment shares: our window (scaled), the ACK, and the options that go on
     /// every segment (timestamps, SACK blocks).
     fn header(&mut self, now: Instant, seq: SeqNum, flags: TcpFlags) -> TcpHeader {
-        let window = self.window_to_advertise();
-        self.rcv_adv = self.rcv_nxt + window;
+        // The window field counts 2^scale-byte units. Rounding down could move the right edge left (RFC 9293
+        // section 3.8.6.2.2 says never to shrink it); like Linux's tcp_select_window, round up instead.
+        let scale = self.negotiated.rcv_wscale;
+        let field = self.window_to_advertise().div_ceil(1 << scale).min(u16::MAX as usize);
+        self.rcv_adv = self.rcv_nxt + (field << scale);
         let mut options = TcpOptions::default();
         if let Some(ts) = self.negotiated.ts {
             options.timestamps = Some((self.ts_now(now), ts.recent));
@@ -329,10 +344,27 @@ impl Connection {
             seq,
             ack: self.rcv_nxt,
             flags,
-            window: (window >> self.negotiated.rcv_wscale).min(u16::MAX as usize) as u16,
+            window: field as u16,
             urgent: 0,
             options,
         }
+    }
+
+    /// The payload a segment can carry with the options it carries now (timestamps, and SACK blocks while
+    /// out-of-order data is held), so that headers and data never exceed the MTU (Linux's `tcp_current_mss`).
+    pub(crate) fn data_mss(&self) -> usize {
+        let mut options = TcpOptions::default();
+        let mut ts_len = 0;
+        if self.negotiated.ts.is_some() {
+            options.timestamps = Some((0, 0));
+            ts_len = TIMESTAMP_OPTION_LEN; // already deducted from send_mss at the handshake
+        }
+        if self.negotiated.sack_ok && !self.ooo.is_empty() {
+            let mut blocks = [(0usize, 0usize); MAX_SACK_BLOCKS];
+            let n = self.ooo.sack_blocks_into(&mut blocks);
+            options.set_sack_blocks(&[(SeqNum(0), SeqNum(0)); MAX_SACK_BLOCKS][..n]);
+        }
+        (self.negotiated.send_mss + ts_len).saturating_sub(options.len()).max(1)
     }
 
     /// Any segment with ACK settles pending acknowledgments.
@@ -343,10 +375,16 @@ impl Connection {
         self.last_ack_sent = self.rcv_nxt;
     }
 
-    /// RFC 9293 section 3.8.6.1: with data waiting, a zero window and nothing in flight, probe the window
-    /// periodically (backing off) so that a lost window update cannot deadlock the connection.
+    /// RFC 9293 section 3.8.6.1: with data waiting and nothing in flight, but a window too small to send
+    /// into — zero, or open by less than sender SWS avoidance lets out (RFC 1122 section 4.2.3.4's "override
+    /// timeout") — probe periodically, backing off, so that a lost window update cannot deadlock the
+    /// connection.
     fn update_persist_timer(&mut self, now: Instant) {
-        let stalled = self.snd_wnd == 0 && self.unsent() > 0 && self.snd_nxt == self.snd_una;
+        let unsent = self.unsent();
+        let stalled = unsent > 0
+            && self.snd_nxt == self.snd_una
+            && self.snd_max == self.snd_una
+            && self.snd_wnd < unsent.min(self.data_mss());
         if stalled {
             if self.persist_at.is_none() {
                 self.rto_at = None;

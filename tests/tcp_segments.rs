@@ -1,0 +1,1406 @@
+//! TCP, one segment at a time: each test is a conversation between a fake peer and the stack, read like an
+//! RFC figure. `>` is the peer sending (`c.send(...)`), `<` the stack answering (`c.expect_seg(...)`); sequence
+//! numbers are relative to each side's ISN, the clock is virtual (`c.advance(ms)`). Every test names the rule
+//! it checks. Tests marked `#[ignore = "BUG: ..."]` assert what the RFC (and Linux) do where the stack differs.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use ustack::{Errno, Fd, Readiness, Shutdown, SockOpt};
+use ustack_tests::conversation::*;
+
+fn peer(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(PEER, port))
+}
+
+/// An established connection accepted from a Linux-like peer (MSS 1460, SACK, timestamps, window scale 7).
+fn established() -> (Conversation, Fd) {
+    established_with(|_| {})
+}
+
+fn established_with(tweak: impl FnOnce(&mut ustack::StackConfig)) -> (Conversation, Fd) {
+    let mut c = Conversation::with(tweak);
+    let (_, fd) = c.open_passive(linux_syn());
+    (c, fd)
+}
+
+/// An established connection opened by `connect()` to a Linux-like peer. (Unlike the passive side, whose
+/// SYN-ACK offered 64240 bytes, the ACK of the handshake already announces the whole receive buffer, so no
+/// window update goes out later on its own.)
+fn established_active() -> (Conversation, Fd) {
+    established_active_with(|_| {})
+}
+
+fn established_active_with(tweak: impl FnOnce(&mut ustack::StackConfig)) -> (Conversation, Fd) {
+    let mut c = Conversation::with(tweak);
+    let fd = c.open_active(linux_syn_ack());
+    (c, fd)
+}
+
+/// The SYN-ACK a Linux peer answers our SYN with.
+fn linux_syn_ack() -> Seg {
+    seg(SYN | ACK).win(65160).mss(1460).sack_perm().ts().wscale(7)
+}
+
+/// Bytes `n` long that the application writes.
+fn app_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// The option bytes Linux writes on a SYN-ACK answering a Linux SYN (`tcp_options_write`): MSS; SACK-permitted
+/// and timestamps together; NOP, window scale.
+fn linux_synack_options(tsval: u32, tsecr: u32) -> Vec<u8> {
+    let mut v = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
+    v.extend(tsval.to_be_bytes());
+    v.extend(tsecr.to_be_bytes());
+    v.extend([1, 3, 3, 7]);
+    v
+}
+
+// =============================================================================================================
+// Opening.
+
+/// RFC 9293 section 3.5 (three-way handshake), 3.7.1 (MSS from the MTU: 1500 - 40), RFC 7323 sections 2 and 3
+/// (window scale 7, timestamps echoing the SYN's TSval), RFC 2018 section 2 (SACK-permitted), in the byte
+/// layout Linux uses; the final ACK completes the connection and `accept()` returns it.
+#[test]
+fn passive_open_answers_with_our_options_and_accept_returns_the_connection() {
+    let mut c = Conversation::new();
+    let listener = c.listen(80, 128);
+
+    c.send(linux_syn());
+    let syn_ack = c.expect_seg(SYN | ACK, 0, 1);
+    assert_eq!(syn_ack.window, 64240, "the SYN-ACK's window is unscaled, a whole number of segments");
+    let tsval = syn_ack.tsval().expect("timestamps offered back");
+    assert_eq!(syn_ack.tsecr(), Some(c.peer_clock()), "TSecr echoes the SYN's TSval");
+    assert_eq!(syn_ack.raw_options, linux_synack_options(tsval, c.peer_clock()), "<mss 1460,sackOK,TS,nop,wscale 7>");
+    assert_eq!(c.stack.accept(listener).err(), Some(Errno::EAGAIN), "nothing to accept before the final ACK");
+
+    c.send(seg(ACK).seq(1).ack(1));
+    c.expect_nothing();
+    assert!(c.stack.readiness(listener).unwrap().contains(Readiness::IN), "the listener is readable");
+    let fd = c.accept(listener);
+    assert_eq!(c.stack.getpeername(fd), Ok(peer(PEER_PORT)));
+    assert_eq!(c.stack.getsockname(fd), Ok(SocketAddr::V4(SocketAddrV4::new(US, 80))));
+    assert!(c.stack.readiness(fd).unwrap().contains(Readiness::OUT));
+    assert_eq!(c.counter("TcpPassiveOpens"), 1);
+}
+
+/// RFC 7323 sections 2.2 and 3.2, RFC 2018 section 2: a SYN-ACK carries only the options the SYN offered; a SYN
+/// without MSS means 536 (RFC 9293 section 3.7.1, MUST-15); without window scaling our windows go out unscaled.
+#[test]
+fn passive_open_with_a_bare_syn_negotiates_nothing() {
+    let mut c = Conversation::new();
+    let listener = c.listen(80, 128);
+
+    c.send(seg(SYN).win(8192));
+    let syn_ack = c.expect_seg(SYN | ACK, 0, 1);
+    assert_eq!(syn_ack.raw_options, [2, 4, 0x05, 0xb4], "only our MSS");
+    c.send(seg(ACK).seq(1).ack(1));
+    let fd = c.accept(listener);
+    assert_eq!(c.stack.getsockopt(fd, SockOpt::TcpMaxSeg), Ok(536));
+
+    c.write(fd, &app_bytes(2 * 536));
+    let first = c.expect_data(ACK, 1, 1, 536);
+    assert!(first.raw_options.is_empty(), "no timestamps: {first}");
+    assert_eq!(first.window, 65535, "262144 bytes free, unscaled: the most 16 bits say");
+    c.expect_data(ACK | PSH, 537, 1, 536);
+}
+
+/// RFC 9293 section 3.5 and 3.10.7.3 (SYN-SENT): the SYN with our options in Linux's layout; the SYN-ACK is
+/// acknowledged at once; `connect()` then reports success once and `EISCONN` after (Linux's
+/// `__inet_stream_connect`).
+#[test]
+fn active_open_sends_our_options_and_completes() {
+    let mut c = Conversation::new();
+    let fd = c.connect(8080);
+    assert_eq!(c.stack.readiness(fd), Ok(Readiness::default()), "nothing to report during SYN-SENT");
+
+    let syn = c.expect_seg(SYN, 0, 0);
+    assert_eq!((syn.dst_port, syn.window), (8080, 64240));
+    assert!((32768..=60999).contains(&syn.src_port), "an ephemeral port: {}", syn.src_port);
+    let mut want = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
+    want.extend(syn.tsval().unwrap().to_be_bytes());
+    want.extend([0, 0, 0, 0, 1, 3, 3, 7]);
+    assert_eq!(syn.raw_options, want, "<mss 1460,sackOK,TS val .. ecr 0,nop,wscale 7>");
+    assert_eq!(c.stack.connect(fd, Some(peer(8080))), Err(Errno::EALREADY));
+
+    c.send(seg(SYN | ACK).ack(1).win(65160).mss(1460).sack_perm().ts().wscale(7));
+    let ack = c.expect_seg(ACK, 1, 1);
+    assert_eq!(ack.tsecr(), Some(c.peer_clock()), "echoes the SYN-ACK's TSval");
+    assert!(ack.options.mss.is_none() && ack.options.window_scale.is_none() && !ack.options.sack_permitted);
+    assert!(c.stack.readiness(fd).unwrap().contains(Readiness::OUT), "writable once connected");
+    assert_eq!(c.so_error(fd), 0);
+    assert_eq!(c.stack.connect(fd, Some(peer(8080))), Ok(()), "the completed connect is reported once");
+    assert_eq!(c.stack.connect(fd, Some(peer(8080))), Err(Errno::EISCONN));
+    assert_eq!(c.stack.getpeername(fd), Ok(peer(8080)));
+    assert_eq!(c.counter("TcpActiveOpens"), 1);
+}
+
+/// RFC 7323 sections 2.2 and 3.2, RFC 2018 section 2, RFC 9293 section 3.7.1 (MUST-15): a SYN-ACK without options
+/// turns timestamps, SACK and window scaling off for the connection, and the send MSS is 536.
+#[test]
+fn active_open_to_a_peer_without_options() {
+    let mut c = Conversation::new();
+    let fd = c.connect(8080);
+    c.expect_seg(SYN, 0, 0);
+    c.send(seg(SYN | ACK).ack(1).win(8192));
+    let ack = c.expect_seg(ACK, 1, 1);
+    assert!(ack.raw_options.is_empty(), "no timestamps after all: {ack}");
+    assert_eq!(ack.window, 65535, "our window unscaled");
+    assert_eq!(c.stack.getsockopt(fd, SockOpt::TcpMaxSeg), Ok(536));
+
+    c.stack.setsockopt(fd, SockOpt::TcpNoDelay, 1).unwrap();
+    c.write(fd, &app_bytes(1172));
+    for (seq, len, flags) in [(1, 536, ACK), (537, 536, ACK), (1073, 100, ACK | PSH)] {
+        let s = c.expect_data(flags, seq, 1, len);
+        assert!(s.raw_options.is_empty(), "no options on {s}");
+    }
+
+    // A hole: the ACK carries no SACK block.
+    c.send(seg(ACK | PSH).seq(101).ack(1173).fill(100));
+    let dup = c.expect_seg(ACK, 1173, 1);
+    assert!(dup.raw_options.is_empty(), "no SACK without SACK-permitted: {dup}");
+}
+
+/// RFC 7323 section 2.2: "The window field in a segment where the SYN bit is set ... MUST NOT be scaled";
+/// section 2.3: every later window the peer sends is shifted by the peer's scale (here 4).
+#[test]
+fn window_scale_applies_to_the_peers_windows_after_the_syn() {
+    let mut c = Conversation::new();
+    let fd = c.connect(8080);
+    c.expect_seg(SYN, 0, 0);
+    c.send(seg(SYN | ACK).ack(1).win(1000).mss(1460).wscale(4));
+    let ack = c.expect_seg(ACK, 1, 1);
+    assert_eq!(ack.window, 2048, "our own window, 262144 bytes, is scaled by our shift, 7");
+
+    c.stack.setsockopt(fd, SockOpt::TcpNoDelay, 1).unwrap();
+    c.write(fd, &app_bytes(5000));
+    c.expect_data(ACK, 1, 1, 1000); // the SYN-ACK's 1000 bytes, not 16000
+    c.expect_nothing();
+
+    c.send(seg(ACK).seq(1).ack(1001).win(250)); // 250 << 4 = 4000 bytes
+    c.expect_data(ACK, 1001, 1, 1460);
+    c.expect_data(ACK, 2461, 1, 1460);
+    c.expect_data(ACK | PSH, 3921, 1, 1080);
+    c.expect_nothing();
+}
+
+/// RFC 9293 section 3.10.7.3: in SYN-SENT, a RST with an acceptable ACK refuses the connection: "signal to the
+/// user 'error: connection reset'" — `ECONNREFUSED`, reported through `SO_ERROR` (read and cleared).
+#[test]
+fn refused_connect_reports_econnrefused_through_so_error() {
+    let mut c = Conversation::new();
+    let fd = c.connect(8080);
+    c.expect_seg(SYN, 0, 0);
+    c.send(seg(RST | ACK).ack(1).win(0));
+    c.expect_nothing();
+    let r = c.stack.readiness(fd).unwrap();
+    assert!(r.contains(Readiness::ERR | Readiness::HUP | Readiness::OUT), "{r:?}");
+    assert_eq!(c.so_error(fd), Errno::ECONNREFUSED.code());
+    assert_eq!(c.so_error(fd), 0, "SO_ERROR is read and cleared");
+    assert_eq!(c.counter("TcpAttemptFails"), 1);
+}
+
+/// Linux's `__inet_stream_connect`: a second `connect()` after a refused attempt reports the pending error
+/// (`ECONNREFUSED`) and leaves the socket ready for a new attempt, which sends a new SYN.
+#[test]
+fn refused_connect_reports_econnrefused_to_the_next_connect() {
+    let mut c = Conversation::new();
+    let fd = c.connect(8080);
+    c.expect_seg(SYN, 0, 0);
+    c.send(seg(RST | ACK).ack(1).win(0));
+    assert_eq!(c.stack.connect(fd, Some(peer(8080))), Err(Errno::ECONNREFUSED));
+    assert_eq!(c.stack.connect(fd, Some(peer(8080))), Err(Errno::EINPROGRESS), "a fresh attempt");
+    c.expect_seg(SYN, 0, 0);
+}
+
+/// RFC 9293 section 3.10.7.3, SYN-SENT: "If the ACK bit is off, drop the segment" for a RST; an ACK that
+/// acknowledges something never sent gets `<SEQ=SEG.ACK><CTL=RST>` and the attempt goes on.
+#[test]
+fn syn_sent_ignores_a_bare_rst_and_resets_a_bad_ack() {
+    let mut c = Conversation::new();
+    let fd = c.connect(8080);
+    c.expect_seg(SYN, 0, 0);
+
+    c.send(seg(RST).win(0));
+    c.expect_nothing();
+    assert_eq!(c.stack.connect(fd, Some(peer(8080))), Err(Errno::EALREADY), "still SYN-SENT");
+
+    c.send(seg(SYN | ACK).ack(1000).mss(1460));
+    c.expect_seg(RST, 1000, 0);
+    assert_eq!(c.stack.connect(fd, Some(peer(8080))), Err(Errno::EALREADY), "still SYN-SENT");
+
+    c.send(seg(SYN | ACK).ack(1).mss(1460));
+    c.expect_seg(ACK, 1, 1);
+    assert_eq!(c.stack.connect(fd, Some(peer(8080))), Ok(()));
+}
+
+/// RFC 9293 section 3.10.7.1, CLOSED: a segment without ACK gets `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`,
+/// one with ACK gets `<SEQ=SEG.ACK><CTL=RST>`, and a RST gets nothing.
+#[test]
+fn segments_to_a_closed_port_are_answered_with_rst() {
+    let mut c = Conversation::new();
+    c.port = 9; // nobody listens
+
+    c.send(linux_syn());
+    c.expect(|s| {
+        assert_eq!((s.flags, s.raw_seq, s.ack, s.window), (RST | ACK, 0, 1, 0), "{s}");
+        assert!(s.raw_options.is_empty());
+    });
+
+    c.send(seg(ACK).seq(1).ack(4242));
+    c.expect(|s| assert_eq!((s.flags, s.raw_seq), (RST, 4242), "{s}"));
+
+    c.send(seg(FIN).seq(5).data(b"hello"));
+    c.expect(|s| assert_eq!((s.flags, s.raw_seq, s.ack), (RST | ACK, 0, 11), "SEG.LEN counts the FIN: {s}"));
+
+    c.send(seg(RST).seq(1));
+    c.expect_nothing();
+    assert_eq!(c.counter("TcpOutRsts"), 3);
+}
+
+/// RFC 9293 section 3.10.7.2, LISTEN: "An incoming RST segment could not be valid ... return"; "Any
+/// acknowledgment is bad if it arrives on a connection still in the LISTEN state. An acceptable reset segment
+/// should be formed for any arriving ACK-bearing segment": `<SEQ=SEG.ACK><CTL=RST>`.
+#[test]
+fn listen_resets_an_ack_and_ignores_a_rst() {
+    let mut c = Conversation::new();
+    c.listen(80, 128);
+    c.send(seg(ACK).seq(1).ack(777));
+    c.expect(|s| assert_eq!((s.flags, s.raw_seq), (RST, 777), "{s}"));
+    c.send(seg(RST).seq(1));
+    c.expect_nothing();
+    c.send(linux_syn());
+    c.expect_seg(SYN | ACK, 0, 1);
+}
+
+/// RFC 9293 section 3.10.7.4, SYN-RECEIVED, and Linux's `tcp_check_req`: a retransmitted SYN gets the same
+/// SYN-ACK again (same ISN); a RST at exactly RCV.NXT ends the half-open connection, whose final ACK then meets
+/// the listener and a RST.
+#[test]
+fn syn_received_resends_the_syn_ack_and_honours_a_rst() {
+    let mut c = Conversation::new();
+    c.listen(80, 128);
+    c.send(linux_syn());
+    let first = c.expect_seg(SYN | ACK, 0, 1);
+    c.send(linux_syn());
+    let again = c.expect_seg(SYN | ACK, 0, 1);
+    assert_eq!(first.raw_seq, again.raw_seq, "the same ISN");
+
+    c.send(seg(RST).seq(1));
+    c.expect_nothing();
+    c.send(seg(ACK).seq(1).ack(1));
+    c.expect_seg(RST, 1, 0);
+}
+
+/// Linux `tcp_synack_retries` and RFC 6298 section 5.5: an unanswered SYN-ACK is resent after 1 s, then after
+/// 2 s, and the half-open connection is dropped after the configured retries (2 here).
+#[test]
+fn syn_ack_retransmission_backs_off_and_the_half_open_connection_expires() {
+    let mut c = Conversation::with(|cfg| cfg.tcp.synack_retries = 2);
+    c.listen(80, 128);
+    c.send(linux_syn());
+    c.expect_seg(SYN | ACK, 0, 1);
+    for rto in [1000, 2000] {
+        c.advance(rto - 1);
+        c.expect_nothing();
+        c.advance(1);
+        c.expect_seg(SYN | ACK, 0, 1);
+    }
+    c.advance(4000);
+    c.expect_nothing();
+    c.send(seg(ACK).seq(1).ack(1));
+    c.expect_seg(RST, 1, 0);
+}
+
+/// RFC 9293 section 3.5, figure 8 (simultaneous open), up to the point where both sides agree through an ACK:
+/// our SYN crosses the peer's; we answer its SYN with a SYN-ACK from the same ISN; its ACK establishes.
+#[test]
+fn simultaneous_open_completes_with_the_peers_ack() {
+    let mut c = Conversation::new();
+    let fd = c.connect(8080);
+    c.expect_seg(SYN, 0, 0);
+    c.send(linux_syn());
+    let syn_ack = c.expect_seg(SYN | ACK, 0, 1);
+    assert_eq!(syn_ack.options.mss, Some(1460));
+    assert_eq!(c.stack.connect(fd, Some(peer(8080))), Err(Errno::EALREADY), "SYN-RECEIVED");
+    c.send(seg(ACK).seq(1).ack(1));
+    c.discard(); // a window update may follow: the SYN-ACK offered 64240 bytes of a larger buffer
+    assert_eq!(c.stack.connect(fd, Some(peer(8080))), Ok(()));
+    c.write(fd, b"x");
+    c.expect_data(ACK | PSH, 1, 1, 1);
+}
+
+/// RFC 9293 section 3.5, figure 8, line 6: in SYN-RECEIVED, the peer's SYN-ACK (`<SEQ=300><ACK=101><CTL=SYN,ACK>`,
+/// its SYN again with an ACK of ours) moves the connection to ESTABLISHED. Linux accepts it explicitly
+/// (`tcp_validate_incoming`: "RFC 5961 4.2 : SYN-ACK in SYN_RECV for simultaneous open").
+#[test]
+fn simultaneous_open_completes_with_the_peers_syn_ack() {
+    let mut c = Conversation::new();
+    let fd = c.connect(8080);
+    c.expect_seg(SYN, 0, 0);
+    c.send(linux_syn());
+    c.expect_seg(SYN | ACK, 0, 1);
+    c.send(seg(SYN | ACK).seq(0).ack(1).win(64240).mss(1460).sack_perm().ts().wscale(7));
+    c.discard();
+    assert_eq!(c.stack.connect(fd, Some(peer(8080))), Ok(()), "ESTABLISHED after figure 8's line 6");
+}
+
+/// RFC 9293 section 3.10.7.4, SYN-RECEIVED: "If the segment acknowledgment is not acceptable, form a reset
+/// segment <SEQ=SEG.ACK><CTL=RST> and send it"; the half-open connection stays, and the right ACK completes it.
+#[test]
+fn syn_received_resets_an_unacceptable_ack() {
+    let mut c = Conversation::new();
+    let listener = c.listen(80, 128);
+    c.send(linux_syn());
+    c.expect_seg(SYN | ACK, 0, 1);
+    c.send(seg(ACK).seq(1).ack(5));
+    c.expect_seg(RST, 5, 0);
+    c.send(seg(ACK).seq(1).ack(1));
+    c.expect_nothing();
+    c.accept(listener);
+}
+
+/// RFC 9293 section 3.10.7.4: the ACK that completes the handshake may carry data; it is taken and acknowledged.
+#[test]
+fn the_handshakes_final_ack_may_carry_data() {
+    let mut c = Conversation::new();
+    let listener = c.listen(80, 128);
+    c.send(linux_syn());
+    c.expect_seg(SYN | ACK, 0, 1);
+    c.send(seg(ACK | PSH).seq(1).ack(1).fill(100));
+    c.expect_seg(ACK, 1, 101);
+    let fd = c.accept(listener);
+    assert_eq!(c.read(fd), Ok(pattern(1, 100)));
+}
+
+/// RFC 9293 section 3.7.1 and RFC 1122 section 4.2.2.6: the MSS we announce is the interface MTU less the
+/// fixed IPv4 and TCP headers.
+#[test]
+fn the_mss_we_announce_follows_the_mtu() {
+    let mut c = Conversation::with(|cfg| cfg.mtu = 1280);
+    c.listen(80, 128);
+    c.send(linux_syn());
+    assert_eq!(c.expect_seg(SYN | ACK, 0, 1).options.mss, Some(1240));
+    c.connect(8080);
+    assert_eq!(c.expect_seg(SYN, 0, 0).options.mss, Some(1240));
+}
+
+/// `tcp(7)` TCP_MAXSEG: set before `connect()`, it caps the MSS the SYN announces, and reads back until the
+/// connection has its own.
+#[test]
+fn tcp_maxseg_before_connect_caps_the_syns_mss() {
+    let mut c = Conversation::new();
+    let fd = c.connect_with(8080, &[(SockOpt::TcpMaxSeg, 1000)]);
+    assert_eq!(c.stack.getsockopt(fd, SockOpt::TcpMaxSeg), Ok(1000));
+    let syn = c.expect_seg(SYN, 0, 0);
+    assert_eq!(syn.options.mss, Some(1000));
+}
+
+/// RFC 9293 section 3.7.1 and RFC 7323 section 3.2: the peer's MSS caps our segments, less the 12 bytes of the
+/// timestamp option every segment carries (Linux's `mss_cache`, which TCP_MAXSEG reports).
+#[test]
+fn the_peers_mss_caps_our_segments() {
+    let mut c = Conversation::new();
+    let (_, fd) = c.open_passive(linux_syn().mss(1000));
+    assert_eq!(c.stack.getsockopt(fd, SockOpt::TcpMaxSeg), Ok(988));
+    c.write(fd, &app_bytes(2 * 988));
+    c.expect_data(ACK, 1, 1, 988);
+    c.expect_data(ACK | PSH, 989, 1, 988);
+}
+
+/// RFC 9293 section 3.4: sequence numbers are compared modulo 2^32. The peer's numbers wrap 128 bytes into the
+/// stream.
+#[test]
+fn the_peers_sequence_numbers_wrap() {
+    let mut c = Conversation::new();
+    c.peer_isn = 0xffff_ff80;
+    let (_, fd) = c.open_passive(linux_syn());
+    for seq in [1, 101, 201] {
+        c.send(seg(ACK | PSH).seq(seq).ack(1).fill(100));
+        c.expect_seg(ACK, 1, seq + 100);
+    }
+    assert_eq!(c.read(fd), Ok(pattern(1, 300)));
+}
+
+// =============================================================================================================
+// Retransmission.
+
+/// RFC 6298 section 5.5 (back off the timer, doubling it) applied to the SYN, with Linux's `tcp_syn_retries`:
+/// the SYN is resent after 1 s, 2 s, 4 s; after the last retry's timeout `connect()` fails with `ETIMEDOUT`,
+/// and no RST is sent.
+#[test]
+fn syn_retransmission_backs_off_then_connect_times_out() {
+    let mut c = Conversation::with(|cfg| cfg.tcp.syn_retries = 3);
+    let fd = c.connect(8080);
+    let first = c.expect_seg(SYN, 0, 0);
+    for rto in [1000, 2000, 4000] {
+        c.advance(rto - 1);
+        c.expect_nothing();
+        c.advance(1);
+        let again = c.expect_seg(SYN, 0, 0);
+        assert_eq!(again.options.mss, first.options.mss);
+    }
+    c.advance(7999);
+    c.expect_nothing();
+    assert_eq!(c.stack.connect(fd, Some(peer(8080))), Err(Errno::EALREADY));
+    c.advance(1);
+    c.expect_nothing();
+    assert_eq!(c.so_error(fd), Errno::ETIMEDOUT.code());
+    assert_eq!(c.counter("TcpRetransSegs"), 3);
+    assert_eq!(c.counter("TcpExtTCPTimeouts"), 3);
+}
+
+/// Linux's `tcp_done` counts every connection that dies in SYN-SENT or SYN-RECEIVED as a failed attempt
+/// (`TcpAttemptFails`), a timeout as much as a refusal.
+#[test]
+fn syn_timeout_counts_a_failed_attempt() {
+    let mut c = Conversation::with(|cfg| cfg.tcp.syn_retries = 1);
+    c.connect(8080);
+    c.expect_seg(SYN, 0, 0);
+    c.advance(1000);
+    c.expect_seg(SYN, 0, 0);
+    c.advance(2000);
+    assert_eq!(c.counter("TcpAttemptFails"), 1);
+}
+
+/// RFC 6298 section 2.1 (RTO = 1 s before any RTT sample: a peer without timestamps gives the passive side
+/// none) and 5.5 (double it on each timeout); after `tcp_retries2` retransmissions the connection is aborted
+/// with `ETIMEDOUT` (RFC 1122 section 4.2.3.5, R2).
+#[test]
+fn data_retransmission_starts_at_one_second_without_a_sample_and_ends_in_etimedout() {
+    let mut c = Conversation::with(|cfg| cfg.tcp.retries2 = 3);
+    let (_, fd) = c.open_passive(seg(SYN).win(64240).mss(1460).sack_perm().wscale(7));
+    c.write(fd, b"hello");
+    c.expect_data(ACK | PSH, 1, 1, 5);
+    for rto in [1000, 2000, 4000] {
+        c.advance(rto - 1);
+        c.expect_nothing();
+        c.advance(1);
+        c.expect_data(ACK | PSH, 1, 1, 5);
+    }
+    c.advance(7999);
+    c.expect_nothing();
+    c.advance(1);
+    c.discard(); // see `retransmission_timeout_sends_no_rst`
+    assert_eq!(c.read(fd), Err(Errno::ETIMEDOUT));
+    assert_eq!(c.counter("TcpExtTCPAbortOnTimeout"), 1);
+}
+
+/// RFC 6298 section 2.4 with Linux's floor (TCP_RTO_MIN, 200 ms): after an RTT sample (the timestamp echoed by
+/// the final ACK of the handshake) the RTO is 200 ms, doubling on each timeout (section 5.5) until the
+/// connection times out.
+#[test]
+fn data_retransmission_after_a_sample_starts_at_the_200ms_floor() {
+    let (mut c, fd) = established_with(|cfg| cfg.tcp.retries2 = 3);
+    c.write(fd, &app_bytes(100));
+    c.expect_data(ACK | PSH, 1, 1, 100);
+    for rto in [200, 400, 800] {
+        c.advance(rto - 1);
+        c.expect_nothing();
+        c.advance(1);
+        c.expect_data(ACK | PSH, 1, 1, 100);
+    }
+    c.advance(1599);
+    c.expect_nothing();
+    c.advance(1);
+    c.discard();
+    assert_eq!(c.read(fd), Err(Errno::ETIMEDOUT));
+    assert_eq!(c.so_error(fd), 0, "reported once");
+}
+
+/// RFC 6298 section 5.7 and Linux: an ACK of new data ends the back-off, so the next timeout is the plain RTO
+/// again.
+#[test]
+fn an_ack_of_new_data_resets_the_backoff() {
+    let (mut c, fd) = established();
+    c.write(fd, &app_bytes(100));
+    c.expect_data(ACK | PSH, 1, 1, 100);
+    c.advance(200);
+    c.expect_data(ACK | PSH, 1, 1, 100);
+    c.advance(400);
+    c.expect_data(ACK | PSH, 1, 1, 100);
+    c.send(seg(ACK).seq(1).ack(101));
+    c.expect_nothing();
+
+    c.write(fd, &app_bytes(100));
+    c.expect_data(ACK | PSH, 101, 1, 100);
+    c.advance(199);
+    c.expect_nothing();
+    c.advance(1);
+    c.expect_data(ACK | PSH, 101, 1, 100);
+}
+
+/// RFC 9293 section 3.10.8 (USER TIMEOUT: "flush all queues, signal the user ... delete the TCB, enter the
+/// CLOSED state") and Linux's `tcp_write_err`: a connection that gave up retransmitting sends no RST — the
+/// peer is presumably unreachable, and Linux only resets on a keepalive timeout.
+#[test]
+fn retransmission_timeout_sends_no_rst() {
+    let (mut c, fd) = established_with(|cfg| cfg.tcp.retries2 = 1);
+    c.write(fd, &app_bytes(100));
+    c.expect_data(ACK | PSH, 1, 1, 100);
+    c.advance(200);
+    c.expect_data(ACK | PSH, 1, 1, 100);
+    c.advance(400);
+    c.expect_nothing();
+    assert_eq!(c.read(fd), Err(Errno::ETIMEDOUT));
+}
+
+/// RFC 9293 section 3.10.4 and RFC 6298 section 5: our FIN occupies sequence space and is retransmitted like
+/// data until acknowledged.
+#[test]
+fn an_unacknowledged_fin_is_retransmitted() {
+    let (mut c, fd) = established();
+    c.stack.close(fd).unwrap();
+    c.expect_seg(FIN | ACK, 1, 1);
+    c.advance(199);
+    c.expect_nothing();
+    c.advance(1);
+    c.expect_seg(FIN | ACK, 1, 1);
+    c.send(seg(ACK).seq(1).ack(2));
+    c.advance(10_000);
+    c.expect_nothing();
+}
+
+/// RFC 5681 section 3.2 (fast retransmit after the third duplicate ACK) and RFC 6582 (NewReno: a partial ACK
+/// retransmits the next hole at once; a full ACK ends recovery). The peer does not do SACK.
+#[test]
+fn three_duplicate_acks_trigger_fast_retransmit_and_a_partial_ack_the_next_hole() {
+    let mut c = Conversation::new();
+    let (_, fd) = c.open_passive(seg(SYN).win(64240).mss(1460).ts().wscale(7));
+    c.write(fd, &app_bytes(10 * 1448));
+    for i in 0..10u32 {
+        let flags = if i == 9 { ACK | PSH } else { ACK };
+        c.expect_data(flags, 1 + i * 1448, 1, 1448);
+    }
+    // Segments 1 and 6 are lost: segments 2, 3 and 4 each draw a duplicate ACK.
+    c.send(seg(ACK).seq(1).ack(1));
+    c.send(seg(ACK).seq(1).ack(1));
+    c.expect_nothing();
+    c.send(seg(ACK).seq(1).ack(1));
+    c.expect_data(ACK, 1, 1, 1448);
+    assert_eq!(c.counter("TcpExtTCPFastRetrans"), 1);
+    c.send(seg(ACK).seq(1).ack(1)); // segment 5: a further duplicate, nothing to resend
+    c.expect_nothing();
+
+    c.send(seg(ACK).seq(1).ack(1 + 5 * 1448)); // the retransmission filled the first hole: a partial ACK
+    c.expect_data(ACK, 1 + 5 * 1448, 1, 1448);
+
+    c.send(seg(ACK).seq(1).ack(1 + 10 * 1448));
+    c.expect_nothing();
+}
+
+/// RFC 2018 and RFC 6675 (SACK-based loss recovery): the third duplicate ACK retransmits the first hole; the
+/// SACK blocks that follow reveal the second hole, which is retransmitted during the same recovery, and data
+/// the peer SACKed is never sent again.
+#[test]
+fn sack_recovery_retransmits_only_the_holes() {
+    let (mut c, fd) = established();
+    c.write(fd, &app_bytes(10 * 1448));
+    for _ in 0..10 {
+        c.next_seg();
+    }
+    // Where segment i (from 0) starts.
+    let seg_start = |i: u32| 1 + i * 1448;
+    // Segments 0 and 5 are lost; each other arrival draws a duplicate ACK with the SACK blocks a receiver sends.
+    let mut resent = Vec::new();
+    let arrivals = [1, 2, 3, 4, 6, 7, 8, 9];
+    for (n, &i) in arrivals.iter().enumerate() {
+        let mut blocks = vec![];
+        if i > 5 {
+            blocks.push((seg_start(6), seg_start(i + 1)));
+        }
+        blocks.push((seg_start(1), seg_start(i.min(4) + 1)));
+        c.send(seg(ACK).seq(1).ack(1).sack(&blocks));
+        c.pump();
+        if n == 2 {
+            c.expect_data(ACK, 1, 1, 1448); // the third duplicate ACK
+        }
+        while let Some(out) = c.try_next() {
+            resent.push((out.seq, out.len()));
+        }
+    }
+    assert_eq!(resent, [(seg_start(5), 1448)], "the second hole, and nothing SACKed");
+    c.send(seg(ACK).seq(1).ack(seg_start(10)));
+    c.expect_nothing();
+}
+
+// =============================================================================================================
+// Receiving.
+
+/// RFC 5681 section 4.2 ("an immediate ACK SHOULD be generated when an out-of-order segment arrives") and
+/// RFC 2018 section 4: the first SACK block holds the segment that triggered the ACK, the others follow most
+/// recent first; a segment that fills the hole is acknowledged at once, cumulatively.
+#[test]
+fn out_of_order_data_is_sacked_in_rfc2018_order_and_the_filled_hole_acked_cumulatively() {
+    let (mut c, fd) = established();
+    c.send(seg(ACK | PSH).seq(1).ack(1).fill(100));
+    c.expect_seg(ACK, 1, 101);
+
+    c.send(seg(ACK | PSH).seq(201).ack(1).fill(100));
+    assert_eq!(c.expect_seg(ACK, 1, 101).sack, [(201, 301)]);
+    c.send(seg(ACK | PSH).seq(401).ack(1).fill(100));
+    assert_eq!(c.expect_seg(ACK, 1, 101).sack, [(401, 501), (201, 301)]);
+    c.send(seg(ACK | PSH).seq(601).ack(1).fill(100));
+    assert_eq!(c.expect_seg(ACK, 1, 101).sack, [(601, 701), (401, 501), (201, 301)]);
+    c.send(seg(ACK | PSH).seq(301).ack(1).fill(100));
+    assert_eq!(c.expect_seg(ACK, 1, 101).sack, [(201, 501), (601, 701)], "the merged block first");
+
+    c.send(seg(ACK | PSH).seq(101).ack(1).fill(100));
+    assert_eq!(c.expect_seg(ACK, 1, 501).sack, [(601, 701)]);
+    c.send(seg(ACK | PSH).seq(501).ack(1).fill(100));
+    assert!(c.expect_seg(ACK, 1, 701).sack.is_empty());
+    assert_eq!(c.read(fd), Ok(pattern(1, 700)));
+}
+
+/// RFC 9293 section 3.10.7.4: a segment wholly before RCV.NXT is not acceptable and is answered with an ACK;
+/// one that overlaps RCV.NXT has its old part trimmed.
+#[test]
+fn duplicate_data_is_acked_and_overlaps_are_trimmed() {
+    let (mut c, fd) = established();
+    c.send(seg(ACK | PSH).seq(1).ack(1).fill(100));
+    c.expect_seg(ACK, 1, 101);
+    c.send(seg(ACK | PSH).seq(1).ack(1).fill(100));
+    c.expect_seg(ACK, 1, 101);
+    c.send(seg(ACK | PSH).seq(51).ack(1).fill(100));
+    c.expect_seg(ACK, 1, 151);
+    assert_eq!(c.read(fd), Ok(pattern(1, 150)));
+}
+
+/// RFC 9293 section 3.8.6.3 and RFC 1122 section 4.2.3.2: ACK at least every second full-sized segment, and a
+/// lone segment within the delayed-ACK timeout (40 ms, Linux's floor). Quick-ack mode is turned off here, so the
+/// first segments are delayed too.
+#[test]
+fn delayed_ack_every_second_full_segment_or_after_40ms() {
+    let (mut c, _fd) = established_active_with(|cfg| cfg.tcp.quick_acks = 0);
+    c.send(seg(ACK).seq(1).ack(1).fill(1448));
+    c.expect_nothing();
+    c.advance(39);
+    c.expect_nothing();
+    c.advance(1);
+    c.expect_seg(ACK, 1, 1449);
+    assert_eq!(c.counter("TcpExtDelayedACKs"), 1);
+
+    c.send(seg(ACK).seq(1449).ack(1).fill(1448));
+    c.expect_nothing();
+    c.send(seg(ACK).seq(2897).ack(1).fill(1448));
+    c.expect_seg(ACK, 1, 4345);
+
+    c.send(seg(ACK | PSH).seq(4345).ack(1).fill(100));
+    c.advance(39);
+    c.expect_nothing();
+    c.advance(1);
+    c.expect_seg(ACK, 1, 4445);
+}
+
+/// RFC 9293 section 3.8.6.3 and RFC 1122 section 4.2.3.2: an acknowledgment held for the delayed-ACK timer
+/// rides on the next data segment, and the timer is then cancelled.
+#[test]
+fn a_delayed_ack_rides_on_outgoing_data() {
+    let (mut c, fd) = established_active_with(|cfg| cfg.tcp.quick_acks = 0);
+    c.send(seg(ACK | PSH).seq(1).ack(1).fill(100));
+    c.expect_nothing();
+    c.advance(10);
+    c.write(fd, b"reply");
+    c.expect_data(ACK | PSH, 1, 101, 5);
+    c.advance(100);
+    c.expect_nothing();
+}
+
+/// RFC 9293 section 3.8.6.2.2 and 3.10.7.4: as the application leaves data unread the window shrinks by what
+/// arrived (the right edge stays put) down to zero; a segment outside it is answered with an ACK; once the
+/// application reads, a window update goes out — not for a sliver (receiver SWS avoidance: less than an MSS
+/// or half the buffer), but for the whole buffer.
+#[test]
+fn the_receive_window_shrinks_while_unread_and_reopens_after_a_read() {
+    let mut c = Conversation::new();
+    // SO_RCVBUF 1460 doubles to 2920: two whole segments, all of it offered in the SYN-ACK.
+    let listener = c.listen_with(80, 128, &[(SockOpt::RcvBuf, 1460)]);
+    let (_, fd) = c.open_passive_on(listener, seg(SYN).win(64240).mss(1460));
+
+    c.send(seg(ACK).seq(1).ack(1).fill(1000));
+    assert_eq!(c.expect_seg(ACK, 1, 1001).window, 1920);
+    c.send(seg(ACK).seq(1001).ack(1).fill(1000));
+    assert_eq!(c.expect_seg(ACK, 1, 2001).window, 920);
+    c.send(seg(ACK | PSH).seq(2001).ack(1).fill(920));
+    assert_eq!(c.expect_seg(ACK, 1, 2921).window, 0);
+
+    // Linux's zero-window probe: one byte below the window.
+    c.send(seg(ACK).seq(2920).ack(1));
+    assert_eq!(c.expect_seg(ACK, 1, 2921).window, 0);
+
+    assert_eq!(c.read_some(fd, 1000), Ok(pattern(1, 1000)));
+    c.expect_nothing();
+    assert_eq!(c.read(fd), Ok(pattern(1001, 1920)));
+    assert_eq!(c.expect_seg(ACK, 1, 2921).window, 2920, "a window update");
+}
+
+/// RFC 9293 section 3.8.6.1: "When the receiving TCP peer has a zero window and a segment arrives, it must still
+/// send an acknowledgment showing its next expected sequence number and current window (zero)" — also for the
+/// classic probe, one byte of new data at RCV.NXT (RFC 1122 section 4.2.2.17).
+#[test]
+fn a_zero_window_probe_with_data_is_answered() {
+    let mut c = Conversation::new();
+    let listener = c.listen_with(80, 128, &[(SockOpt::RcvBuf, 1460)]);
+    c.open_passive_on(listener, seg(SYN).win(64240).mss(1460));
+    c.send(seg(ACK).seq(1).ack(1).fill(1460));
+    c.expect_seg(ACK, 1, 1461);
+    c.send(seg(ACK | PSH).seq(1461).ack(1).fill(1460));
+    assert_eq!(c.expect_seg(ACK, 1, 2921).window, 0);
+
+    c.send(seg(ACK).seq(2921).ack(1).fill(1));
+    assert_eq!(c.expect_seg(ACK, 1, 2921).window, 0);
+}
+
+/// RFC 9293 section 3.8.6.2.2 ("shrinking the window" is strongly discouraged) and RFC 7323 section 2.4: with
+/// a scaled window the advertised right edge (SEG.ACK + SEG.WND << 7) must not move left; Linux's
+/// `tcp_select_window` rounds a held window up to the scale's granularity (`ALIGN(cur_win, 1 << wscale)`).
+#[test]
+fn the_scaled_right_edge_never_moves_left() {
+    let mut c = Conversation::new();
+    // SO_RCVBUF 8192 doubles to 16384; the SYN-ACK offers 11 segments, 16060 bytes.
+    let listener = c.listen_with(80, 128, &[(SockOpt::RcvBuf, 8192)]);
+    c.send(linux_syn());
+    let syn_ack = c.expect_seg(SYN | ACK, 0, 1);
+    assert_eq!(syn_ack.window, 16060);
+    c.send(seg(ACK).seq(1).ack(1));
+    c.accept(listener);
+    let mut edge = 1 + u32::from(syn_ack.window);
+    for seq in [1, 1449, 2897, 4345] {
+        c.send(seg(ACK).seq(seq).ack(1).fill(1448));
+        let ack = c.expect_seg(ACK, 1, seq + 1448);
+        let right = ack.ack + (u32::from(ack.window) << 7);
+        assert!(right >= edge, "right edge moved left from {edge} to {right}: {ack}");
+        edge = right;
+    }
+}
+
+/// RFC 7323 section 5.3 (PAWS): a segment whose timestamp is older than TS.Recent is a stale duplicate: it is
+/// dropped, and acknowledged.
+#[test]
+fn paws_drops_a_segment_with_an_old_timestamp_and_acks() {
+    let (mut c, fd) = established();
+    let recent = c.peer_clock();
+    c.send(seg(ACK | PSH).seq(1).ack(1).fill(100)); // TS.Recent = `recent`
+    c.expect_seg(ACK, 1, 101);
+    c.advance(1000);
+    let echo = c.stack_tsval();
+    c.send(seg(ACK | PSH).seq(101).ack(1).ts_val(recent - 1000, echo).fill(100));
+    c.expect_seg(ACK, 1, 101);
+    assert_eq!(c.read(fd), Ok(pattern(1, 100)), "the stale segment's data is not delivered");
+    assert_eq!(c.counter("TcpExtPAWSEstab"), 1);
+}
+
+// =============================================================================================================
+// Sending.
+
+/// RFC 1122 section 4.2.3.4 and RFC 896 (Nagle), in Minshall's form as Linux applies it (`tcp_nagle_check`,
+/// `tcp_minshall_check`): a less-than-full segment waits while an earlier small segment is unacknowledged;
+/// full-sized segments never wait.
+#[test]
+fn nagle_holds_small_writes_while_a_small_segment_is_outstanding() {
+    let (mut c, fd) = established();
+    c.write(fd, &app_bytes(100));
+    c.expect_data(ACK | PSH, 1, 1, 100);
+    c.write(fd, &app_bytes(100));
+    c.write(fd, &app_bytes(100));
+    c.expect_nothing();
+    c.send(seg(ACK).seq(1).ack(101));
+    c.expect_data(ACK | PSH, 101, 1, 200);
+    c.send(seg(ACK).seq(1).ack(301));
+
+    c.write(fd, &app_bytes(1448 + 100)); // a full segment and a small one: no small one is outstanding
+    c.expect_data(ACK, 301, 1, 1448);
+    c.expect_data(ACK | PSH, 1749, 1, 100);
+    c.write(fd, &app_bytes(50));
+    c.expect_nothing();
+    c.send(seg(ACK).seq(1).ack(1749)); // the small segment is still unacknowledged
+    c.expect_nothing();
+    c.send(seg(ACK).seq(1).ack(1849));
+    c.expect_data(ACK | PSH, 1849, 1, 50);
+}
+
+/// tcp(7) TCP_NODELAY: Nagle off, every write goes out at once.
+#[test]
+fn tcp_nodelay_sends_small_writes_at_once() {
+    let (mut c, fd) = established();
+    c.stack.setsockopt(fd, SockOpt::TcpNoDelay, 1).unwrap();
+    for i in 0..3 {
+        c.write(fd, &app_bytes(100));
+        c.expect_data(ACK | PSH, 1 + i * 100, 1, 100);
+    }
+}
+
+/// RFC 9293 section 3.8.6.1 and RFC 1122 section 4.2.2.17: facing a zero window with data to send, probe it
+/// (Linux's probe: `<SEQ=SND.UNA-1><ACK=RCV.NXT>`, no data) after the RTO, backing off exponentially, and send
+/// the data as soon as the window opens.
+#[test]
+fn a_zero_window_is_probed_with_backoff_until_it_opens() {
+    let (mut c, fd) = established();
+    c.write(fd, &app_bytes(100));
+    c.expect_data(ACK | PSH, 1, 1, 100);
+    c.send(seg(ACK).seq(1).ack(101).win(0));
+    c.write(fd, &app_bytes(100));
+    c.expect_nothing();
+
+    for wait in [200, 400, 800] {
+        c.advance(wait - 1);
+        c.expect_nothing();
+        c.advance(1);
+        let probe = c.expect_seg(ACK, 100, 1);
+        assert!(probe.is_empty(), "a probe carries no data: {probe}");
+        c.send(seg(ACK).seq(1).ack(101).win(0));
+        c.expect_nothing();
+    }
+    assert_eq!(c.counter("TcpExtTCPWinProbe"), 3);
+
+    c.send(seg(ACK).seq(1).ack(101).win(1000));
+    c.expect_data(ACK | PSH, 101, 1, 100);
+}
+
+/// RFC 9293 section 3.10.4: a FIN queued behind unsent data rides on the last data segment.
+#[test]
+fn the_fin_rides_on_the_last_data_segment() {
+    let (mut c, fd) = established();
+    c.write(fd, &app_bytes(100));
+    c.stack.close(fd).unwrap();
+    c.expect_data(FIN | PSH | ACK, 1, 1, 100);
+    c.send(seg(ACK).seq(1).ack(102));
+    c.expect_nothing();
+    c.send(seg(FIN | ACK).seq(1).ack(102));
+    c.expect_seg(ACK, 102, 2);
+}
+
+// =============================================================================================================
+// RFC 5961: blind attacks.
+
+/// RFC 5961 section 3.2: a RST in the window but not at RCV.NXT gets a challenge ACK
+/// (`<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`) and the connection survives.
+#[test]
+fn an_in_window_rst_not_at_rcv_nxt_draws_a_challenge_ack() {
+    let (mut c, fd) = established();
+    c.send(seg(RST).seq(101));
+    c.expect_seg(ACK, 1, 1);
+    assert_eq!(c.counter("TcpExtTCPChallengeACK"), 1);
+    c.send(seg(ACK | PSH).seq(1).ack(1).fill(10));
+    c.expect_seg(ACK, 1, 11);
+    assert_eq!(c.read(fd), Ok(pattern(1, 10)), "still connected");
+    // Outside the window a RST is silently dropped.
+    c.send(seg(RST).seq(11 + 100_000_000));
+    c.expect_nothing();
+}
+
+/// RFC 5961 section 3.2 and RFC 9293 section 3.10.7.4: a RST at exactly RCV.NXT resets the connection:
+/// `ECONNRESET` once, then end of file; sending after that is `EPIPE`. Nothing answers a RST.
+#[test]
+fn an_exact_rst_resets_the_connection() {
+    let (mut c, fd) = established();
+    c.send(seg(RST).seq(1));
+    c.expect_nothing();
+    let r = c.stack.readiness(fd).unwrap();
+    assert!(r.contains(Readiness::ERR | Readiness::HUP), "{r:?}");
+    assert_eq!(c.read(fd), Err(Errno::ECONNRESET));
+    assert_eq!(c.read(fd), Ok(vec![]));
+    assert_eq!(c.stack.send(fd, b"x", ustack::MsgFlags::NONE), Err(Errno::EPIPE));
+    assert_eq!(c.counter("TcpEstabResets"), 1);
+}
+
+/// RFC 5961 section 4.2: a SYN in a synchronized state, whatever its sequence number, gets a challenge ACK and
+/// the connection goes on.
+#[test]
+fn a_syn_on_an_established_connection_draws_a_challenge_ack() {
+    let (mut c, fd) = established();
+    c.send(seg(SYN).seq(500).mss(1460));
+    c.expect_seg(ACK, 1, 1);
+    assert_eq!(c.counter("TcpExtTCPSYNChallenge"), 1);
+    c.write(fd, b"still here");
+    c.expect_data(ACK | PSH, 1, 1, 10);
+}
+
+/// RFC 9293 section 3.10.7.4 "fifth" and RFC 5961 section 5.2: "If the ACK acks something not yet sent
+/// (SEG.ACK > SND.NXT), then send an ACK, drop the segment, and return" — its data is not taken.
+#[test]
+fn an_ack_of_unsent_data_is_answered_and_the_segment_dropped() {
+    let (mut c, fd) = established();
+    c.send(seg(ACK | PSH).seq(1).ack(1000).fill(100));
+    c.expect_seg(ACK, 1, 1);
+    assert_eq!(c.read(fd), Err(Errno::EAGAIN));
+}
+
+/// RFC 5961 section 5.2: an ACK older than SND.UNA - MAX.SND.WND is unacceptable: answered with an ACK and
+/// dropped, data included.
+#[test]
+fn an_ack_too_far_behind_draws_a_challenge_ack() {
+    let (mut c, fd) = established();
+    let far_behind = 1u32.wrapping_sub(10_000_000); // the peer's window is 65535 << 7, about 8 MB
+    c.send(seg(ACK | PSH).seq(1).ack(far_behind).fill(100));
+    c.expect_seg(ACK, 1, 1);
+    assert_eq!(c.read(fd), Err(Errno::EAGAIN));
+}
+
+/// RFC 5961 section 7: challenge ACKs are rate-limited (here to 2 a second, Linux's
+/// `tcp_challenge_ack_limit`), so they cannot be turned into an amplifier.
+#[test]
+fn challenge_acks_are_rate_limited() {
+    let (mut c, _fd) = established_with(|cfg| cfg.tcp.challenge_ack_limit = 2);
+    for _ in 0..2 {
+        c.send(seg(RST).seq(101));
+        c.expect_seg(ACK, 1, 1);
+    }
+    c.send(seg(RST).seq(101));
+    c.expect_nothing();
+    c.advance(1000);
+    c.send(seg(RST).seq(101));
+    c.expect_seg(ACK, 1, 1);
+    assert_eq!(c.counter("TcpExtTCPChallengeACK"), 3);
+}
+
+// =============================================================================================================
+// Closing.
+
+/// RFC 9293 section 3.6, case 2 (the peer closes first): its FIN is acknowledged at once (CLOSE-WAIT), reads
+/// reach end of file, we may still send; our `close()` sends our FIN (LAST-ACK); its ACK ends the connection,
+/// and the four-tuple then belongs to nobody (a segment on it meets the listener's RST).
+#[test]
+fn passive_close_through_close_wait_and_last_ack() {
+    let (mut c, fd) = established();
+    c.send(seg(FIN | ACK).seq(1).ack(1));
+    c.expect_seg(ACK, 1, 2);
+    assert_eq!(c.read(fd), Ok(vec![]), "end of file");
+    let r = c.stack.readiness(fd).unwrap();
+    assert!(r.contains(Readiness::IN | Readiness::RDHUP | Readiness::OUT), "{r:?}");
+
+    c.write(fd, b"bye");
+    c.expect_data(ACK | PSH, 1, 2, 3);
+    c.send(seg(ACK).seq(2).ack(4));
+    c.stack.close(fd).unwrap();
+    c.expect_seg(FIN | ACK, 4, 2);
+    c.send(seg(ACK).seq(2).ack(5));
+    c.expect_nothing();
+
+    c.send(seg(ACK).seq(2).ack(5));
+    c.expect_seg(RST, 5, 0);
+}
+
+/// RFC 9293 section 3.6, case 1 (we close first): FIN-WAIT-1, FIN-WAIT-2 once our FIN is acknowledged,
+/// TIME-WAIT on the peer's FIN, which is acknowledged; after 2*MSL (60 s) the four-tuple is free.
+#[test]
+fn active_close_through_fin_wait_and_time_wait() {
+    let (mut c, fd) = established();
+    c.stack.close(fd).unwrap();
+    c.expect_seg(FIN | ACK, 1, 1);
+    c.send(seg(ACK).seq(1).ack(2));
+    c.expect_nothing();
+    c.send(seg(FIN | ACK).seq(1).ack(2));
+    c.expect_seg(ACK, 2, 2);
+    assert_eq!(c.counter("TcpExtTW"), 1);
+
+    c.send(seg(ACK).seq(2).ack(2)); // TIME-WAIT: a bare ACK is ignored, not reset
+    c.expect_nothing();
+    c.advance(59_999);
+    c.expect_nothing();
+    c.advance(1);
+    c.send(seg(ACK).seq(2).ack(2));
+    c.expect_seg(RST, 2, 0);
+}
+
+/// RFC 9293 section 3.6, case 3 (simultaneous close): our FIN and the peer's cross; its FIN is acknowledged
+/// (CLOSING), and the ACK of ours leads to TIME-WAIT, which acknowledges a retransmitted FIN.
+#[test]
+fn simultaneous_close_through_closing() {
+    let (mut c, fd) = established();
+    c.stack.close(fd).unwrap();
+    c.expect_seg(FIN | ACK, 1, 1);
+    c.send(seg(FIN | ACK).seq(1).ack(1));
+    c.expect_seg(ACK, 2, 2);
+    c.send(seg(ACK).seq(2).ack(2));
+    c.expect_nothing();
+    assert_eq!(c.counter("TcpExtTW"), 1);
+    c.send(seg(FIN | ACK).seq(1).ack(2));
+    c.expect_seg(ACK, 2, 2);
+}
+
+/// Closes the accepted connection first, and the peer then: the stack is in TIME-WAIT from now on.
+fn into_time_wait(c: &mut Conversation, fd: Fd) {
+    c.stack.close(fd).unwrap();
+    c.expect_seg(FIN | ACK, 1, 1);
+    c.send(seg(FIN | ACK).seq(1).ack(2));
+    c.expect_seg(ACK, 2, 2);
+}
+
+/// RFC 9293 section 3.10.7.4, TIME-WAIT: "The only thing that can arrive in this state is a retransmission of
+/// the remote FIN. Acknowledge it, and restart the 2 MSL timeout."
+#[test]
+fn time_wait_reacks_a_retransmitted_fin_and_restarts_2msl() {
+    let (mut c, fd) = established();
+    into_time_wait(&mut c, fd);
+    c.advance(30_000);
+    c.send(seg(FIN | ACK).seq(1).ack(2));
+    c.expect_seg(ACK, 2, 2);
+    c.advance(30_000); // 60 s after entering, 30 s after the restart
+    c.send(seg(ACK).seq(2).ack(2));
+    c.expect_nothing();
+    c.advance(30_000);
+    c.send(seg(ACK).seq(2).ack(2));
+    c.expect_seg(RST, 2, 0);
+}
+
+/// RFC 1337 ("TIME-WAIT assassination"): a RST in TIME-WAIT is ignored, so the entry lives its 2*MSL.
+#[test]
+fn time_wait_ignores_rst() {
+    let (mut c, fd) = established();
+    into_time_wait(&mut c, fd);
+    c.send(seg(RST).seq(2));
+    c.expect_nothing();
+    c.send(seg(FIN | ACK).seq(1).ack(2));
+    c.expect_seg(ACK, 2, 2);
+}
+
+/// RFC 9293 section 3.6.1 / RFC 1122 section 4.2.2.13 (and RFC 6191): a new SYN whose sequence number is above
+/// the old connection's RCV.NXT may reopen a four-tuple in TIME-WAIT: it reaches the listener.
+#[test]
+fn a_new_syn_with_a_higher_sequence_number_reuses_a_time_wait_four_tuple() {
+    let mut c = Conversation::new();
+    let (listener, fd) = c.open_passive(seg(SYN).win(64240).mss(1460));
+    into_time_wait(&mut c, fd);
+
+    c.send(seg(SYN).seq(100_000).win(64240).mss(1460));
+    c.expect_seg(SYN | ACK, 0, 100_001);
+    c.send(seg(ACK).seq(100_001).ack(1));
+    c.accept(listener);
+    assert_eq!(c.counter("TcpExtTWRecycled"), 1);
+}
+
+/// RFC 1122 section 4.2.2.13: a TCP may reopen a connection from TIME-WAIT if it "(1) assigns its initial
+/// sequence number for the new connection to be larger than the largest sequence number it used on the
+/// previous connection incarnation" — so that old duplicates cannot land in the new one. Linux starts the new
+/// incarnation at the old SND.NXT + 65537 (`tcp_timewait_state_process`, `tw_isn`).
+#[test]
+fn a_time_wait_reopen_starts_above_the_old_sequence_numbers() {
+    let mut c = Conversation::new();
+    let (_, fd) = c.open_passive(seg(SYN).win(64240).mss(1460));
+    c.write(fd, &app_bytes(1000));
+    c.expect_data(ACK | PSH, 1, 1, 1000);
+    c.send(seg(ACK).seq(1).ack(1001));
+    c.stack.close(fd).unwrap();
+    c.expect_seg(FIN | ACK, 1001, 1);
+    c.send(seg(FIN | ACK).seq(1).ack(1002));
+    c.expect_seg(ACK, 1002, 2);
+    let old_snd_nxt = c.stack_isn().unwrap().wrapping_add(1002);
+
+    c.send(seg(SYN).seq(100_000).win(64240).mss(1460));
+    let syn_ack = c.expect_seg(SYN | ACK, 0, 100_001);
+    let above = syn_ack.raw_seq.wrapping_sub(old_snd_nxt) as i32;
+    assert!(above > 0, "new ISN {} is not above the old SND.NXT {old_snd_nxt}", syn_ack.raw_seq);
+}
+
+/// RFC 9293 section 3.10.7.4: a SYN below the old RCV.NXT is an old duplicate: TIME-WAIT answers with its ACK
+/// and stays.
+#[test]
+fn an_old_syn_in_time_wait_gets_the_old_connections_ack() {
+    let mut c = Conversation::new();
+    let (_, fd) = c.open_passive(seg(SYN).win(64240).mss(1460));
+    into_time_wait(&mut c, fd);
+    c.send(seg(SYN).seq(0).win(64240).mss(1460));
+    c.expect_seg(ACK, 2, 2);
+}
+
+/// RFC 2525 section 2.17 and Linux's `tcp_close`: closing with unread data aborts with
+/// `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK>` instead of a FIN.
+#[test]
+fn close_with_unread_data_sends_rst() {
+    let (mut c, fd) = established();
+    c.send(seg(ACK | PSH).seq(1).ack(1).fill(100));
+    c.expect_seg(ACK, 1, 101);
+    c.stack.close(fd).unwrap();
+    c.expect_seg(RST | ACK, 1, 101);
+    assert_eq!(c.counter("TcpExtTCPAbortOnClose"), 1);
+    c.send(seg(ACK).seq(101).ack(1));
+    c.expect_seg(RST, 1, 0);
+}
+
+/// RFC 1122 section 4.2.2.13 ("if new data is received after CLOSE is called, its TCP SHOULD send a RST to show
+/// that data was lost") and Linux (TcpExtTCPAbortOnData): data for an application that closed is refused with a
+/// reset.
+#[test]
+fn data_after_close_is_answered_with_rst() {
+    let (mut c, fd) = established();
+    c.stack.close(fd).unwrap();
+    c.expect_seg(FIN | ACK, 1, 1);
+    c.send(seg(ACK | PSH).seq(1).ack(2).fill(100));
+    c.expect(|s| assert!(s.flags.contains(RST) && s.seq == 2, "a RST at the ACK's number: {s}"));
+    assert_eq!(c.counter("TcpExtTCPAbortOnData"), 1);
+    c.send(seg(ACK | PSH).seq(101).ack(2).fill(100));
+    c.expect_seg(RST, 2, 0);
+}
+
+/// Linux's `tcp_recvmsg` after `tcp_fin` set SOCK_DONE: once the peer's FIN was read as end of file, reads keep
+/// returning 0 even after a RST (in CLOSE-WAIT Linux's `tcp_reset` records `EPIPE`, reported by `SO_ERROR` and
+/// `send`).
+#[test]
+fn a_rst_in_close_wait_leaves_reads_at_end_of_file() {
+    let (mut c, fd) = established();
+    c.send(seg(FIN | ACK).seq(1).ack(1));
+    c.expect_seg(ACK, 1, 2);
+    assert_eq!(c.read(fd), Ok(vec![]));
+    c.send(seg(RST).seq(2));
+    c.expect_nothing();
+    assert_eq!(c.read(fd), Ok(vec![]), "still end of file");
+    assert_eq!(c.so_error(fd), Errno::EPIPE.code());
+}
+
+/// socket(7) SO_LINGER {on, 0}: `close()` aborts the connection with a RST.
+#[test]
+fn so_linger_zero_closes_with_rst() {
+    let (mut c, fd) = established();
+    c.stack.set_linger(fd, Some(ustack::Duration::ZERO)).unwrap();
+    c.stack.close(fd).unwrap();
+    c.expect_seg(RST | ACK, 1, 1);
+    assert_eq!(c.counter("TcpExtTCPAbortOnLinger"), 1);
+}
+
+/// RFC 9293 section 3.6 (half-close) and shutdown(2): SHUT_WR sends our FIN; in FIN-WAIT-2 the peer's data still
+/// arrives and is read; sending is `EPIPE`; the peer's FIN then leads to TIME-WAIT and end of file.
+#[test]
+fn shutdown_write_half_closes_and_data_still_arrives() {
+    let (mut c, fd) = established();
+    c.stack.shutdown(fd, Shutdown::Write).unwrap();
+    c.expect_seg(FIN | ACK, 1, 1);
+    c.send(seg(ACK).seq(1).ack(2));
+    c.expect_nothing();
+    assert_eq!(c.stack.send(fd, b"x", ustack::MsgFlags::NONE), Err(Errno::EPIPE));
+
+    c.send(seg(ACK | PSH).seq(1).ack(2).fill(100));
+    c.expect_seg(ACK, 2, 101);
+    assert_eq!(c.read(fd), Ok(pattern(1, 100)));
+    c.send(seg(FIN | ACK).seq(101).ack(2));
+    c.expect_seg(ACK, 2, 102);
+    assert_eq!(c.read(fd), Ok(vec![]), "end of file");
+}
+
+/// tcp(7) TCP_LINGER2 and Linux's `tcp_fin_timeout`: an orphaned connection waits in FIN-WAIT-2 for the peer's
+/// FIN only so long, then disappears silently.
+#[test]
+fn an_orphan_in_fin_wait_2_times_out_after_tcp_linger2() {
+    let (mut c, fd) = established();
+    c.stack.setsockopt(fd, SockOpt::TcpLinger2, 5).unwrap();
+    c.stack.close(fd).unwrap();
+    c.expect_seg(FIN | ACK, 1, 1);
+    c.send(seg(ACK).seq(1).ack(2));
+    c.advance(4999);
+    c.send(seg(ACK).seq(1).ack(2));
+    c.expect_nothing();
+    c.advance(1);
+    c.expect_nothing();
+    c.send(seg(ACK).seq(1).ack(2));
+    c.expect_seg(RST, 2, 0);
+}
+
+/// RFC 9293 section 3.10.7.4 (FIN beyond RCV.NXT is held until the text before it is in) and RFC 5681 section
+/// 4.2 (acknowledge at once what is out of order).
+#[test]
+fn a_fin_ahead_of_missing_data_waits_for_it() {
+    let (mut c, fd) = established();
+    c.send(seg(FIN | ACK).seq(101).ack(1));
+    c.expect_seg(ACK, 1, 1);
+    assert_eq!(c.read(fd), Err(Errno::EAGAIN), "no end of file yet");
+    c.send(seg(ACK | PSH).seq(1).ack(1).fill(100));
+    c.expect_seg(ACK, 1, 102);
+    assert_eq!(c.read(fd), Ok(pattern(1, 100)));
+    assert_eq!(c.read(fd), Ok(vec![]));
+}
+
+/// RFC 9293 section 3.10.4 (CLOSE in SYN-SENT: "delete the TCB"): nothing is sent, and the SYN-ACK that arrives
+/// afterwards finds no connection and gets `<SEQ=SEG.ACK><CTL=RST>`.
+#[test]
+fn close_in_syn_sent_forgets_the_attempt() {
+    let mut c = Conversation::new();
+    let fd = c.connect(8080);
+    c.expect_seg(SYN, 0, 0);
+    c.stack.close(fd).unwrap();
+    c.expect_nothing();
+    c.send(seg(SYN | ACK).ack(1).mss(1460));
+    c.expect_seg(RST, 1, 0);
+}
+
+// =============================================================================================================
+// Keepalive.
+
+fn keepalive(c: &mut Conversation, fd: Fd) {
+    for (opt, value) in [(SockOpt::TcpKeepIdle, 10), (SockOpt::TcpKeepIntvl, 2), (SockOpt::TcpKeepCnt, 3)] {
+        c.stack.setsockopt(fd, opt, value).unwrap();
+    }
+    c.stack.setsockopt(fd, SockOpt::KeepAlive, 1).unwrap();
+}
+
+/// RFC 1122 section 4.2.3.6 and tcp(7) (SO_KEEPALIVE, TCP_KEEPIDLE/KEEPINTVL/KEEPCNT): after the idle time a
+/// probe `<SEQ=SND.UNA-1><ACK=RCV.NXT>` goes out, then one per interval; when TCP_KEEPCNT probes went unanswered
+/// the connection is reset (Linux's `tcp_keepalive_timer` sends a RST) and fails with `ETIMEDOUT`.
+#[test]
+fn unanswered_keepalive_probes_end_in_etimedout() {
+    let (mut c, fd) = established_active();
+    keepalive(&mut c, fd);
+    c.advance(9999);
+    c.expect_nothing();
+    c.advance(1);
+    assert!(c.expect_seg(ACK, 0, 1).is_empty());
+    for _ in 0..2 {
+        c.advance(1999);
+        c.expect_nothing();
+        c.advance(1);
+        c.expect_seg(ACK, 0, 1);
+    }
+    c.advance(2000);
+    c.expect_seg(RST | ACK, 1, 1);
+    assert_eq!(c.read(fd), Err(Errno::ETIMEDOUT));
+    assert_eq!(c.counter("TcpExtTCPKeepAlive"), 3);
+}
+
+/// RFC 1122 section 4.2.3.6: an answered probe shows the peer alive; the next probe comes after another idle
+/// period counted from the answer.
+#[test]
+fn an_answered_keepalive_probe_restarts_the_idle_time() {
+    let (mut c, fd) = established_active();
+    keepalive(&mut c, fd);
+    c.advance(10_000);
+    c.expect_seg(ACK, 0, 1);
+    c.advance(500);
+    c.send(seg(ACK).seq(1).ack(1));
+    c.expect_nothing();
+    c.advance(9999);
+    c.expect_nothing();
+    c.advance(1);
+    c.expect_seg(ACK, 0, 1);
+    assert!(c.stack.readiness(fd).unwrap().contains(Readiness::OUT));
+}
+
+/// tcp(7) TCP_KEEPIDLE and Linux's `do_tcp_setsockopt`: changing the idle time on a socket with keepalive
+/// already on re-arms the timer with the new value.
+#[test]
+fn tcp_keepidle_after_so_keepalive_takes_effect() {
+    let (mut c, fd) = established_active();
+    c.stack.setsockopt(fd, SockOpt::KeepAlive, 1).unwrap();
+    c.stack.setsockopt(fd, SockOpt::TcpKeepIdle, 10).unwrap();
+    c.advance(10_000);
+    c.expect_seg(ACK, 0, 1);
+}
+
+// =============================================================================================================
+// Listeners.
+
+/// Linux's listen queues (`tcp_conn_request`, `tcp_check_req`, `sk_acceptq_is_full`: more than `backlog`
+/// waiting): when the accept queue is full a new SYN is dropped, and so is the final ACK of a handshake
+/// (TcpExtListenOverflows, TcpExtListenDrops); the SYN-ACK timer resends the SYN-ACK, and the peer's ACK
+/// completes the connection once `accept()` made room.
+#[test]
+fn a_full_accept_queue_drops_syns_and_final_acks_until_accept_makes_room() {
+    let mut c = Conversation::new();
+    let listener = c.listen(80, 2);
+    let (a, b, cc, d, e) = (40001, 40002, 40003, 40004, 40005);
+    for p in [a, b] {
+        c.send(linux_syn().from(p));
+        c.expect_seg(SYN | ACK, 0, 1);
+        c.send(seg(ACK).seq(1).ack(1).from(p));
+    }
+    for p in [cc, d] {
+        c.send(linux_syn().from(p));
+        assert_eq!(c.expect_seg(SYN | ACK, 0, 1).dst_port, p);
+    }
+    c.send(seg(ACK).seq(1).ack(1).from(cc)); // the third: backlog + 1 fit
+    c.send(seg(ACK).seq(1).ack(1).from(d)); // full: dropped
+    c.expect_nothing();
+    assert_eq!((c.counter("TcpExtListenOverflows"), c.counter("TcpExtListenDrops")), (1, 1));
+
+    c.send(linux_syn().from(e));
+    c.expect_nothing();
+    assert_eq!((c.counter("TcpExtListenOverflows"), c.counter("TcpExtListenDrops")), (2, 2));
+
+    c.advance(1000);
+    assert_eq!(c.expect_seg(SYN | ACK, 0, 1).dst_port, d, "D's SYN-ACK again");
+    c.expect_nothing();
+    assert_eq!(c.stack.accept(listener).map(|(_, from)| from), Ok(peer(a)));
+    c.send(seg(ACK).seq(1).ack(1).from(d));
+    c.expect_nothing();
+    for p in [b, cc, d] {
+        assert_eq!(c.stack.accept(listener).map(|(_, from)| from), Ok(peer(p)));
+    }
+    assert_eq!(c.stack.accept(listener).err(), Some(Errno::EAGAIN));
+}
+
+/// Linux's `inet_csk_listen_stop`: closing a listener resets every established connection it never handed to
+/// `accept()`, and forgets the half-open ones (whose final ACK then meets a closed port).
+#[test]
+fn closing_a_listener_resets_its_unaccepted_connections() {
+    let mut c = Conversation::new();
+    let listener = c.listen(80, 128);
+    c.send(linux_syn().from(40001));
+    c.expect_seg(SYN | ACK, 0, 1);
+    c.send(seg(ACK).seq(1).ack(1).from(40001));
+    c.send(linux_syn().from(40002));
+    c.expect_seg(SYN | ACK, 0, 1);
+
+    c.stack.close(listener).unwrap();
+    let rst = c.expect_seg(RST | ACK, 1, 1);
+    assert_eq!(rst.dst_port, 40001);
+    c.expect_nothing();
+
+    c.send(seg(ACK).seq(1).ack(1).from(40002));
+    let rst = c.expect_seg(RST, 1, 0);
+    assert_eq!(rst.dst_port, 40002);
+}
+
+// =============================================================================================================
+// Socket options and errno.
+
+/// tcp(7) TCP_MAXSEG (536 before a connection, the send MSS after), socket(7) SO_ACCEPTCONN and SO_TYPE, and
+/// SO_ERROR, which reading clears.
+#[test]
+fn getsockopt_maxseg_acceptconn_and_error() {
+    let mut c = Conversation::new();
+    let fresh = c.socket();
+    assert_eq!(c.stack.getsockopt(fresh, SockOpt::TcpMaxSeg), Ok(536));
+    assert_eq!(c.stack.getsockopt(fresh, SockOpt::AcceptConn), Ok(0));
+    assert_eq!(c.stack.getsockopt(fresh, SockOpt::Type), Ok(1));
+
+    let (listener, fd) = c.open_passive(linux_syn());
+    assert_eq!(c.stack.getsockopt(listener, SockOpt::AcceptConn), Ok(1));
+    assert_eq!(c.stack.getsockopt(fd, SockOpt::AcceptConn), Ok(0));
+    assert_eq!(c.stack.getsockopt(fd, SockOpt::TcpMaxSeg), Ok(1448), "1460 less the timestamp option");
+
+    c.send(seg(RST).seq(1));
+    assert_eq!(c.so_error(fd), Errno::ECONNRESET.code());
+    assert_eq!(c.so_error(fd), 0);
+}
+
+/// Linux's errno for calls out of turn: `send()` on a socket never connected is `EPIPE`
+/// (`sk_stream_wait_connect`), `recv()` `ENOTCONN`; `accept()` on a non-listener `EINVAL`; `connect()` during
+/// SYN-SENT `EALREADY`, on a connected socket or a listener `EISCONN`; `listen()` on a connecting or connected
+/// socket `EINVAL`; `getpeername()` before the handshake completes `ENOTCONN`.
+#[test]
+fn calls_out_of_turn_get_linux_errnos() {
+    let mut c = Conversation::new();
+    let fresh = c.socket();
+    assert_eq!(c.stack.send(fresh, b"x", ustack::MsgFlags::NONE), Err(Errno::EPIPE));
+    assert_eq!(c.read(fresh), Err(Errno::ENOTCONN));
+    assert_eq!(c.stack.getpeername(fresh), Err(Errno::ENOTCONN));
+    assert_eq!(c.stack.accept(fresh).err(), Some(Errno::EINVAL));
+    assert_eq!(c.stack.shutdown(fresh, Shutdown::Write), Err(Errno::ENOTCONN));
+
+    let connecting = c.connect(8080);
+    c.expect_seg(SYN, 0, 0);
+    assert_eq!(c.stack.connect(connecting, Some(peer(8080))), Err(Errno::EALREADY));
+    assert_eq!(c.stack.getpeername(connecting), Err(Errno::ENOTCONN));
+    assert_eq!(c.stack.send(connecting, b"x", ustack::MsgFlags::NONE), Err(Errno::EAGAIN));
+    assert_eq!(c.read(connecting), Err(Errno::EAGAIN));
+    assert_eq!(c.stack.listen(connecting, 5), Err(Errno::EINVAL));
+
+    c.send(seg(SYN | ACK).ack(1).mss(1460));
+    c.expect_seg(ACK, 1, 1);
+    assert_eq!(c.stack.connect(connecting, Some(peer(8080))), Ok(()));
+    assert_eq!(c.stack.connect(connecting, Some(peer(8080))), Err(Errno::EISCONN));
+    assert_eq!(c.stack.listen(connecting, 5), Err(Errno::EINVAL));
+
+    let listener = c.listen(80, 5);
+    assert_eq!(c.stack.connect(listener, Some(peer(8080))), Err(Errno::EISCONN));
+    assert_eq!(c.stack.send(listener, b"x", ustack::MsgFlags::NONE), Err(Errno::EPIPE));
+    assert_eq!(c.read(listener), Err(Errno::ENOTCONN));
+}
