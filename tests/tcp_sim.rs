@@ -63,21 +63,31 @@ fn rng(seed: u64) -> impl FnMut() -> u64 {
     }
 }
 
-/// One seed of the sweep: a faulty link drawn from the seed, random sizes both ways.
-fn sweep_case(seed: u64) -> Vec<String> {
-    let mut r = rng(seed);
-    let faults = FaultConfig {
-        loss: (r() % 101) as f64 / 1000.0, // up to 10%
+/// A link with faults drawn from `seed`: loss up to 10%, duplication, reordering, corruption, delay and jitter.
+fn faults_for(r: &mut impl FnMut() -> u64) -> FaultConfig {
+    FaultConfig {
+        loss: (r() % 101) as f64 / 1000.0,
         duplicate: (r() % 31) as f64 / 1000.0,
         reorder: (r() % 51) as f64 / 1000.0,
         corrupt: (r() % 11) as f64 / 1000.0,
         delay: Duration::from_micros(r() % 20_000),
         jitter: Duration::from_micros(r() % 2_000),
         ..FaultConfig::default()
-    };
+    }
+}
+
+/// One seed of the sweep: its faults and 1 to 3 connections with random sizes each way.
+fn sweep_case(seed: u64) -> (FaultConfig, Vec<usize>, Vec<usize>) {
+    let mut r = rng(seed);
+    let faults = faults_for(&mut r);
     let n = 1 + (r() % 3) as usize;
     let a: Vec<usize> = (0..n).map(|_| (r() % 200_000) as usize).collect();
     let b: Vec<usize> = (0..n).map(|_| (r() % 200_000) as usize).collect();
+    (faults, a, b)
+}
+
+fn run_sweep_case(seed: u64) -> Vec<String> {
+    let (faults, a, b) = sweep_case(seed);
     let (errors, _) = run(seed, faults.clone(), a.clone(), b.clone(), Duration::from_secs(3600));
     errors.into_iter().map(|e| format!("seed {seed} ({faults:?}, {a:?} / {b:?}): {e}")).collect()
 }
@@ -87,7 +97,7 @@ fn seeded_fault_sweep() {
     let seeds: u64 = std::env::var("USTACK_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
     let mut failures = Vec::new();
     for seed in 0..seeds {
-        failures.extend(sweep_case(seed));
+        failures.extend(run_sweep_case(seed));
         if failures.len() > 5 {
             break;
         }
@@ -100,19 +110,7 @@ fn seeded_fault_sweep() {
 #[test]
 fn replay_one_seed() {
     let Some(seed) = std::env::var("USTACK_SIM_SEED").ok().and_then(|s| s.parse::<u64>().ok()) else { return };
-    let mut r = rng(seed);
-    let faults = FaultConfig {
-        loss: (r() % 101) as f64 / 1000.0,
-        duplicate: (r() % 31) as f64 / 1000.0,
-        reorder: (r() % 51) as f64 / 1000.0,
-        corrupt: (r() % 11) as f64 / 1000.0,
-        delay: Duration::from_micros(r() % 20_000),
-        jitter: Duration::from_micros(r() % 2_000),
-        ..FaultConfig::default()
-    };
-    let n = 1 + (r() % 3) as usize;
-    let a: Vec<usize> = (0..n).map(|_| (r() % 200_000) as usize).collect();
-    let b: Vec<usize> = (0..n).map(|_| (r() % 200_000) as usize).collect();
+    let (faults, a, b) = sweep_case(seed);
     let (ca, cb) = configs();
     let mut sim = SimNet::new(ca, cb, PipeConfig::symmetric(1500, faults, seed));
     let path = format!("{}/../target/sim-seed-{seed}.pcap", env!("CARGO_MANIFEST_DIR"));
@@ -131,16 +129,7 @@ fn sack_recovery_shortens_lossy_transfers() {
     let mut totals = [Duration::ZERO; 2];
     for (i, sack) in [true, false].into_iter().enumerate() {
         for seed in 0..300u64 {
-            let mut r = rng(seed);
-            let faults = FaultConfig {
-                loss: (r() % 101) as f64 / 1000.0,
-                duplicate: (r() % 31) as f64 / 1000.0,
-                reorder: (r() % 51) as f64 / 1000.0,
-                corrupt: (r() % 11) as f64 / 1000.0,
-                delay: Duration::from_micros(r() % 20_000),
-                jitter: Duration::from_micros(r() % 2_000),
-                ..FaultConfig::default()
-            };
+            let faults = faults_for(&mut rng(seed));
             let (mut a, mut b) = configs();
             a.tcp.sack = sack;
             b.tcp.sack = sack;
