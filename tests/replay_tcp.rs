@@ -1,6 +1,6 @@
 //! Real TCP captures replayed through ustack: the stack plays one host of each capture, the other host's
 //! segments are injected (acknowledgment numbers, SACK blocks and echoed timestamps translated into the
-//! stack's sequence space, see `support/replay.rs`), and every segment the stack sends is compared with the
+//! stack's sequence space, see `harness/src/replay.rs`), and every segment the stack sends is compared with the
 //! one the capture's host sent: flags, relative sequence and acknowledgment numbers, window, options, payload.
 //!
 //! Where the capture's host made a choice of its own (its ISN, buffer size, timestamp clock, MTU, the options
@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use ustack::wire::tcp::{TcpFlags, TcpHeader, TcpOptions};
 use ustack::{Errno, Fd, MsgFlags, Readiness, SockOpt};
-use ustack_tests::replay::{Field, Order, Replay, Role};
+use ustack_harness::replay::{Field, Order, Replay, Role};
 
 /// Our receive window is our own choice (RFC 9293 section 3.8.6): 256 KiB buffers, advertised as 64240 in a
 /// SYN (a whole number of segments, as Linux does) and as the free space afterwards (2048 << 7 once scaling
@@ -31,7 +31,7 @@ fn tcp_counter(r: &Replay, name: &str) -> u64 {
     r.stack.counters().get(name).unwrap_or_else(|| panic!("no counter {name}"))
 }
 
-fn payload_bytes(segments: &[ustack_tests::replay::Seg]) -> usize {
+fn payload_bytes(segments: &[ustack_harness::replay::Seg]) -> usize {
     segments.iter().map(|s| s.payload.len()).sum()
 }
 
@@ -102,7 +102,11 @@ fn fixture_01_client_handshake_settles_on_the_smaller_mss() {
     let ack = r.pair(3).ours();
     assert_eq!((ack.flags, ack.seq, ack.ack), (TcpFlags::ACK, 1, Some(1)));
     assert_eq!(ack.options, TcpOptions::default(), "no timestamps: the SYN-ACK did not carry them");
-    assert_eq!(ack.window_bytes, Some(262_144), "2048 << 7: the server agreed to scaling");
+    assert_eq!(
+        ack.window_bytes,
+        Some(64_128),
+        "501 << 7: scaled, and like Linux's the window starts at the SYN's (64240) and grows as data arrives"
+    );
     assert_eq!(r.stack.getsockopt(fd, SockOpt::TcpMaxSeg), Ok(1406), "min(server's 1406, our 1460)");
     assert_eq!(r.state(), Some("ESTAB"));
     assert_eq!(tcp_counter(&r, "TcpActiveOpens"), 1);
@@ -437,7 +441,7 @@ fn fixture_11_client_sends_a_legal_shift() {
     r.send(fd, &data);
     r.play_all();
     assert_eq!(r.pair(1).ours().options.window_scale, Some(7));
-    assert_eq!(r.pair(3).ours().window_bytes, Some(262_144));
+    assert_eq!(r.pair(3).ours().window_bytes, Some(64_128), "501 << 7: the SYN's window, scaled");
     let data_seg = r.pair(4).ours();
     assert_eq!((data_seg.flags, data_seg.seq, data_seg.ack), (TcpFlags::PSH | TcpFlags::ACK, 1, Some(1)));
     assert_eq!(r.state(), Some("ESTAB"));

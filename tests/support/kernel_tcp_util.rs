@@ -503,7 +503,8 @@ impl<D: Device> Impaired<D> {
     /// Hands the frames from the stack whose time has come to the inner device.
     fn flush_to_inner(&mut self, now: Instant) -> io::Result<usize> {
         let mut sent = 0;
-        loop {
+        // Each round moves one batch; the lane holds at most `limit` frames.
+        for _ in 0..=self.lanes[FROM_STACK].queue.len() / self.scratch.capacity().max(1) + 1 {
             self.scratch.clear();
             while !self.scratch.is_full() {
                 match self.lanes[FROM_STACK].pop_due(now) {
@@ -518,6 +519,7 @@ impl<D: Device> Impaired<D> {
             }
             sent += self.inner.send_batch(&mut self.scratch)?;
         }
+        Ok(sent)
     }
 }
 

@@ -7,7 +7,7 @@ use crate::socket::Fd;
 use crate::time::Instant;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use ustack_netdev::wait::{wait_readable, EventFd};
@@ -30,8 +30,6 @@ impl Default for NetStackOptions {
 
 pub(crate) struct Shared {
     pub(crate) stack: Mutex<Stack>,
-    /// Signalled whenever some socket's readiness may have changed.
-    pub(crate) readiness: Condvar,
     /// Rung by socket calls that queued output, and by `shutdown`.
     doorbell: EventFd,
     stop: AtomicBool,
@@ -85,7 +83,6 @@ impl NetStack {
         config.mtu = config.mtu.min(device.mtu());
         let shared = Arc::new(Shared {
             stack: Mutex::new(Stack::new(config)),
-            readiness: Condvar::new(),
             doorbell: EventFd::new()?,
             stop: AtomicBool::new(false),
             origin: std::time::Instant::now(),
@@ -130,23 +127,30 @@ impl NetStack {
         if let Some(handle) = handle {
             let _ = handle.join();
         }
-        self.shared.readiness.notify_all();
+        // Everyone still waiting must notice that the stack is gone.
+        let all: Vec<std::task::Waker> =
+            self.shared.wakers.lock().unwrap_or_else(|p| p.into_inner()).drain().flat_map(|(_, w)| w).collect();
+        all.into_iter().for_each(std::task::Waker::wake);
     }
 
-    /// Runs a non-blocking core call, waiting while it says `EAGAIN` (unless `nonblocking`) until `deadline`.
-    /// Rings the driver afterwards when `rings` (the call may have queued output).
+    /// Runs a non-blocking core call; with `Wait::On`, while it says `EAGAIN`, sleeps until one of the given
+    /// descriptors may have changed readiness (or the timeout passes) and tries again. Rings the driver
+    /// afterwards when `rings` (the call may have queued output).
     pub(crate) fn call<T>(
         &self,
-        nonblocking: bool,
-        timeout: Option<Duration>,
+        wait: Wait<'_>,
         rings: bool,
         mut op: impl FnMut(&mut Stack) -> Result<T, Errno>,
     ) -> io::Result<T> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let (fds, deadline) = match wait {
+            Wait::Never => (&[][..], None),
+            Wait::On { fds, timeout } => (fds, timeout.map(|t| std::time::Instant::now() + t)),
+        };
+        let waker = std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current())));
         let mut stack = self.shared.lock();
         loop {
             match op(&mut stack) {
-                Err(Errno::EAGAIN) if !nonblocking => {}
+                Err(Errno::EAGAIN) if matches!(wait, Wait::On { .. }) => {}
                 result => {
                     drop(stack);
                     if rings {
@@ -158,17 +162,27 @@ impl NetStack {
             if self.shared.stop.load(Ordering::SeqCst) {
                 return Err(io::Error::new(io::ErrorKind::NotConnected, "the stack has been shut down"));
             }
-            stack = match deadline {
-                None => self.shared.readiness.wait(stack).unwrap_or_else(|p| p.into_inner()),
+            // Registered under the stack lock, so no readiness change can slip in before we sleep; the driver
+            // wakes only the threads waiting on descriptors whose readiness may have changed.
+            for &fd in fds {
+                self.shared.register_waker(fd, &waker);
+            }
+            drop(stack);
+            if rings {
+                self.shared.ring();
+            }
+            match deadline {
+                None => std::thread::park(),
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(std::time::Instant::now());
                     if left.is_zero() {
                         // std::net on Unix reports an expired read timeout as WouldBlock.
                         return Err(io::Error::from(Errno::EAGAIN));
                     }
-                    self.shared.readiness.wait_timeout(stack, left).unwrap_or_else(|p| p.into_inner()).0
+                    std::thread::park_timeout(left);
                 }
-            };
+            }
+            stack = self.shared.lock();
         }
     }
 
@@ -179,7 +193,7 @@ impl NetStack {
         interest: crate::socket::Readiness,
         timeout: Option<Duration>,
     ) -> io::Result<crate::socket::Readiness> {
-        self.call(false, timeout, false, |s| {
+        self.call(Wait::On { fds: &[fd], timeout }, false, |s| {
             let r = s.readiness(fd)?;
             if r.intersects(interest) {
                 Ok(r)
@@ -242,6 +256,35 @@ impl Drop for NetStack {
         if Arc::strong_count(&self.thread) == 1 {
             self.shutdown();
         }
+    }
+}
+
+/// How a runtime call may wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait<'a> {
+    /// One attempt; `EAGAIN` is returned as is (non-blocking calls and calls that never block).
+    Never,
+    /// Retry until done, sleeping until one of `fds` may have changed readiness, at most `timeout`.
+    On { fds: &'a [Fd], timeout: Option<Duration> },
+}
+
+impl<'a> Wait<'a> {
+    /// Waits on `fds` unless the handle is non-blocking.
+    pub(crate) fn on(fds: &'a [Fd], nonblocking: bool, timeout: Option<Duration>) -> Wait<'a> {
+        if nonblocking {
+            Wait::Never
+        } else {
+            Wait::On { fds, timeout }
+        }
+    }
+}
+
+/// Wakes a thread parked in [`NetStack::call`].
+struct ThreadWaker(std::thread::Thread);
+
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
     }
 }
 
@@ -319,7 +362,6 @@ fn drive<D: Device>(shared: Arc<Shared>, mut device: D, options: NetStackOptions
             changed.clear();
             stack.take_events(&mut changed);
             drop(stack);
-            shared.readiness.notify_all();
             shared.wake_tasks(&changed);
         }
     }
@@ -339,7 +381,6 @@ impl Shared {
         }
     }
 
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     /// Registers `waker` to be woken when `fd`'s readiness may change. Called with the stack lock held, so no
     /// change can slip between the caller's failed attempt and this registration.
     pub(crate) fn register_waker(&self, fd: Fd, waker: &std::task::Waker) {

@@ -1,7 +1,7 @@
 //! Waiting on many sockets at once: `poll`-style over a set, and an epoll-style registry whose `wait` costs
 //! O(ready). Both block on the stack's readiness notifications, never in a polling loop.
 
-use super::driver::NetStack;
+use super::driver::{NetStack, Wait};
 use crate::errno::Errno;
 use crate::socket::epoll::{EpollEvent, EpollOp, PollFd};
 use crate::socket::Fd;
@@ -12,7 +12,8 @@ impl NetStack {
     /// `poll(2)` over stack descriptors: waits until at least one entry has something or `timeout` passes,
     /// and returns how many entries have something (0 on timeout).
     pub fn poll(&self, fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
-        match self.call(false, timeout, false, |s| match s.poll_fds(fds) {
+        let wait_fds: Vec<Fd> = fds.iter().map(|p| p.fd).collect();
+        match self.call(Wait::On { fds: &wait_fds, timeout }, false, |s| match s.poll_fds(fds) {
             0 => Err(Errno::EAGAIN),
             n => Ok(n),
         }) {
@@ -31,7 +32,7 @@ pub struct Epoll {
 
 impl Epoll {
     pub fn new(net: &NetStack) -> io::Result<Epoll> {
-        let fd = net.call(true, None, false, |s| s.epoll_create())?;
+        let fd = net.call(Wait::Never, false, |s| s.epoll_create())?;
         Ok(Epoll { net: net.clone(), fd })
     }
 
@@ -51,12 +52,12 @@ impl Epoll {
 
     fn ctl(&self, op: EpollOp, fd: Fd, events: u32, data: u64) -> io::Result<()> {
         let event = EpollEvent { events, data };
-        self.net.call(true, None, false, |s| s.epoll_ctl(self.fd, op, fd, event))
+        self.net.call(Wait::Never, false, |s| s.epoll_ctl(self.fd, op, fd, event))
     }
 
     /// Waits until something is ready or `timeout` passes; fills `out` and returns how many (0 on timeout).
     pub fn wait(&self, out: &mut [EpollEvent], timeout: Option<Duration>) -> io::Result<usize> {
-        match self.net.call(false, timeout, false, |s| match s.epoll_wait(self.fd, out)? {
+        match self.net.call(Wait::On { fds: &[self.fd], timeout }, false, |s| match s.epoll_wait(self.fd, out)? {
             0 => Err(Errno::EAGAIN),
             n => Ok(n),
         }) {

@@ -1,6 +1,6 @@
 //! Blocking TCP handles shaped like `std::net::TcpListener` and `std::net::TcpStream`.
 
-use super::driver::NetStack;
+use super::driver::{NetStack, Wait};
 use crate::errno::Errno;
 use crate::socket::{Domain, Fd, MsgFlags, Readiness, Shutdown, SockOpt, SockType};
 use std::io::{self, Read, Write};
@@ -25,11 +25,11 @@ impl TcpListener {
 
     /// Binds and listens with an explicit backlog.
     pub fn bind_with_backlog(net: &NetStack, addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-        let fd = net.call(true, None, false, |s| s.socket(Domain::Inet, SockType::Stream))?;
+        let fd = net.call(Wait::Never, false, |s| s.socket(Domain::Inet, SockType::Stream))?;
         let listener = TcpListener { net: net.clone(), fd, nonblocking: AtomicBool::new(false) };
-        net.call(true, None, false, |s| s.setsockopt(fd, SockOpt::ReuseAddr, 1))?;
-        net.call(true, None, false, |s| s.bind(fd, addr))?;
-        net.call(true, None, false, |s| s.listen(fd, backlog))?;
+        net.call(Wait::Never, false, |s| s.setsockopt(fd, SockOpt::ReuseAddr, 1))?;
+        net.call(Wait::Never, false, |s| s.bind(fd, addr))?;
+        net.call(Wait::Never, false, |s| s.listen(fd, backlog))?;
         Ok(listener)
     }
 
@@ -40,12 +40,12 @@ impl TcpListener {
     /// Waits for a connection (unless non-blocking) and returns it with the peer's address.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let nonblocking = self.nonblocking.load(Ordering::Relaxed);
-        let (fd, peer) = self.net.call(nonblocking, None, false, |s| s.accept(self.fd))?;
+        let (fd, peer) = self.net.call(Wait::on(&[self.fd], nonblocking, None), false, |s| s.accept(self.fd))?;
         Ok((TcpStream::from_fd(&self.net, fd), peer))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.net.call(true, None, false, |s| s.getsockname(self.fd))
+        self.net.call(Wait::Never, false, |s| s.getsockname(self.fd))
     }
 
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
@@ -96,10 +96,35 @@ impl TcpStream {
         Self::connect_timeout_opt(net, addr, Some(timeout))
     }
 
+    /// Connects to `addr` from the local address `local` (bound first, with SO_REUSEADDR when `reuse`),
+    /// giving up after `timeout` when one is given.
+    pub fn connect_from(
+        net: &NetStack,
+        local: SocketAddr,
+        addr: SocketAddr,
+        reuse: bool,
+        timeout: Option<Duration>,
+    ) -> io::Result<TcpStream> {
+        Self::connect_with(net, Some((local, reuse)), addr, timeout)
+    }
+
     fn connect_timeout_opt(net: &NetStack, addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
-        let fd = net.call(true, None, false, |s| s.socket(Domain::Inet, SockType::Stream))?;
+        Self::connect_with(net, None, addr, timeout)
+    }
+
+    fn connect_with(
+        net: &NetStack,
+        local: Option<(SocketAddr, bool)>,
+        addr: SocketAddr,
+        timeout: Option<Duration>,
+    ) -> io::Result<TcpStream> {
+        let fd = net.call(Wait::Never, false, |s| s.socket(Domain::Inet, SockType::Stream))?;
         let stream = TcpStream::from_fd(net, fd);
-        match net.call(true, None, true, |s| s.connect(fd, Some(addr))) {
+        if let Some((local, reuse)) = local {
+            net.call(Wait::Never, false, |s| s.setsockopt(fd, SockOpt::ReuseAddr, i32::from(reuse)))?;
+            net.call(Wait::Never, false, |s| s.bind(fd, local))?;
+        }
+        match net.call(Wait::Never, true, |s| s.connect(fd, Some(addr))) {
             Err(e) if e.raw_os_error() == Some(Errno::EINPROGRESS.code()) => {}
             other => other?,
         }
@@ -111,7 +136,7 @@ impl TcpStream {
             }
         })?;
         // The second connect() reports the outcome, as it does for a non-blocking connect on Linux.
-        net.call(true, None, false, |s| s.connect(fd, Some(addr)))?;
+        net.call(Wait::Never, false, |s| s.connect(fd, Some(addr)))?;
         Ok(stream)
     }
 
@@ -147,21 +172,21 @@ impl TcpStream {
     pub fn read_bytes(&self, buf: &mut [u8]) -> io::Result<usize> {
         let flags = self.flags();
         let timeout = Self::timeout(&self.read_timeout);
-        self.net.call(self.nonblocking(), timeout, true, |s| s.recv(self.fd, buf, flags))
+        self.net.call(Wait::on(&[self.fd], self.nonblocking(), timeout), true, |s| s.recv(self.fd, buf, flags))
     }
 
     /// Reads without taking the data.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         let flags = self.flags() | MsgFlags::PEEK;
         let timeout = Self::timeout(&self.read_timeout);
-        self.net.call(self.nonblocking(), timeout, false, |s| s.recv(self.fd, buf, flags))
+        self.net.call(Wait::on(&[self.fd], self.nonblocking(), timeout), false, |s| s.recv(self.fd, buf, flags))
     }
 
     /// Writes some of `buf`, waiting for room in the send buffer (unless non-blocking).
     pub fn write_bytes(&self, buf: &[u8]) -> io::Result<usize> {
         let flags = self.flags();
         let timeout = Self::timeout(&self.write_timeout);
-        self.net.call(self.nonblocking(), timeout, true, |s| s.send(self.fd, buf, flags))
+        self.net.call(Wait::on(&[self.fd], self.nonblocking(), timeout), true, |s| s.send(self.fd, buf, flags))
     }
 
     pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
@@ -170,23 +195,23 @@ impl TcpStream {
             std::net::Shutdown::Write => Shutdown::Write,
             std::net::Shutdown::Both => Shutdown::Both,
         };
-        self.net.call(true, None, true, |s| s.shutdown(self.fd, how))
+        self.net.call(Wait::Never, true, |s| s.shutdown(self.fd, how))
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.net.call(true, None, false, |s| s.getpeername(self.fd))
+        self.net.call(Wait::Never, false, |s| s.getpeername(self.fd))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.net.call(true, None, false, |s| s.getsockname(self.fd))
+        self.net.call(Wait::Never, false, |s| s.getsockname(self.fd))
     }
 
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        self.net.call(true, None, true, |s| s.setsockopt(self.fd, SockOpt::TcpNoDelay, i32::from(nodelay)))
+        self.net.call(Wait::Never, true, |s| s.setsockopt(self.fd, SockOpt::TcpNoDelay, i32::from(nodelay)))
     }
 
     pub fn nodelay(&self) -> io::Result<bool> {
-        self.net.call(true, None, false, |s| s.getsockopt(self.fd, SockOpt::TcpNoDelay)).map(|v| v != 0)
+        self.net.call(Wait::Never, false, |s| s.getsockopt(self.fd, SockOpt::TcpNoDelay)).map(|v| v != 0)
     }
 
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
@@ -204,12 +229,12 @@ impl TcpStream {
 
     /// `SO_LINGER`: `Some(Duration::ZERO)` makes drop abort the connection with RST.
     pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
-        self.net.call(true, None, false, |s| s.set_linger(self.fd, linger))
+        self.net.call(Wait::Never, false, |s| s.set_linger(self.fd, linger))
     }
 
     /// Reads and clears the pending error (`SO_ERROR`).
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        let code = self.net.call(true, None, false, |s| s.getsockopt(self.fd, SockOpt::Error))?;
+        let code = self.net.call(Wait::Never, false, |s| s.getsockopt(self.fd, SockOpt::Error))?;
         Ok((code != 0).then(|| io::Error::from_raw_os_error(code)))
     }
 }

@@ -32,12 +32,12 @@ impl Drop for Owned {
 
 impl Owned {
     fn new(net: &NetStack, ty: SockType) -> io::Result<Owned> {
-        let fd = net.call(true, None, false, |s| s.socket(Domain::Inet, ty))?;
+        let fd = net.call(super::driver::Wait::Never, false, |s| s.socket(Domain::Inet, ty))?;
         Ok(Owned { net: net.clone(), fd })
     }
 
     fn call<T>(&self, f: impl FnMut(&mut crate::Stack) -> Result<T, Errno>) -> io::Result<T> {
-        self.net.call(true, None, true, f)
+        self.net.call(super::driver::Wait::Never, true, f)
     }
 
     fn poll<T>(

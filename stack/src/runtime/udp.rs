@@ -1,6 +1,6 @@
 //! A blocking UDP socket handle shaped like `std::net::UdpSocket`.
 
-use super::driver::NetStack;
+use super::driver::{NetStack, Wait};
 use crate::socket::{Domain, Fd, MsgFlags, SockOpt, SockType};
 use std::io;
 use std::net::SocketAddr;
@@ -22,13 +22,13 @@ impl UdpSocket {
     /// Creates a socket bound to `addr` (port 0 picks an ephemeral port).
     pub fn bind(net: &NetStack, addr: SocketAddr) -> io::Result<UdpSocket> {
         let sock = Self::unbound(net)?;
-        net.call(true, None, false, |s| s.bind(sock.fd, addr))?;
+        net.call(Wait::Never, false, |s| s.bind(sock.fd, addr))?;
         Ok(sock)
     }
 
     /// Creates a socket that is not bound yet (the first `send_to` binds it).
     pub fn unbound(net: &NetStack) -> io::Result<UdpSocket> {
-        let fd = net.call(true, None, false, |s| s.socket(Domain::Inet, SockType::Dgram))?;
+        let fd = net.call(Wait::Never, false, |s| s.socket(Domain::Inet, SockType::Dgram))?;
         Ok(UdpSocket {
             net: net.clone(),
             fd,
@@ -65,35 +65,42 @@ impl UdpSocket {
 
     pub fn send_to(&self, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
         let flags = self.flags();
-        self.net.call(self.nonblocking(), self.write_timeout(), true, |s| s.sendto(self.fd, buf, flags, Some(addr)))
+        self.net.call(Wait::on(&[self.fd], self.nonblocking(), self.write_timeout()), true, |s| {
+            s.sendto(self.fd, buf, flags, Some(addr))
+        })
     }
 
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let flags = self.flags();
-        let meta = self.net.call(self.nonblocking(), self.read_timeout(), true, |s| s.recvfrom(self.fd, buf, flags))?;
+        let meta = self.net.call(Wait::on(&[self.fd], self.nonblocking(), self.read_timeout()), true, |s| {
+            s.recvfrom(self.fd, buf, flags)
+        })?;
         Ok((meta.len, meta.from))
     }
 
     /// Like `recv_from` but leaves the datagram queued.
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let flags = self.flags() | MsgFlags::PEEK;
-        let meta =
-            self.net.call(self.nonblocking(), self.read_timeout(), false, |s| s.recvfrom(self.fd, buf, flags))?;
+        let meta = self.net.call(Wait::on(&[self.fd], self.nonblocking(), self.read_timeout()), false, |s| {
+            s.recvfrom(self.fd, buf, flags)
+        })?;
         Ok((meta.len, meta.from))
     }
 
     pub fn connect(&self, addr: SocketAddr) -> io::Result<()> {
-        self.net.call(true, None, false, |s| s.connect(self.fd, Some(addr)))
+        self.net.call(Wait::Never, false, |s| s.connect(self.fd, Some(addr)))
     }
 
     /// Dissolves the association (`connect` with `AF_UNSPEC`).
     pub fn disconnect(&self) -> io::Result<()> {
-        self.net.call(true, None, false, |s| s.connect(self.fd, None))
+        self.net.call(Wait::Never, false, |s| s.connect(self.fd, None))
     }
 
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         let flags = self.flags();
-        self.net.call(self.nonblocking(), self.write_timeout(), true, |s| s.sendto(self.fd, buf, flags, None))
+        self.net.call(Wait::on(&[self.fd], self.nonblocking(), self.write_timeout()), true, |s| {
+            s.sendto(self.fd, buf, flags, None)
+        })
     }
 
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -101,11 +108,11 @@ impl UdpSocket {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.net.call(true, None, false, |s| s.getsockname(self.fd))
+        self.net.call(Wait::Never, false, |s| s.getsockname(self.fd))
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.net.call(true, None, false, |s| s.getpeername(self.fd))
+        self.net.call(Wait::Never, false, |s| s.getpeername(self.fd))
     }
 
     /// `None` blocks indefinitely. A zero duration is refused, as std refuses it.
@@ -131,12 +138,12 @@ impl UdpSocket {
     }
 
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
-        self.net.call(true, None, false, |s| s.setsockopt(self.fd, SockOpt::Broadcast, i32::from(on)))
+        self.net.call(Wait::Never, false, |s| s.setsockopt(self.fd, SockOpt::Broadcast, i32::from(on)))
     }
 
     /// Reads and clears the pending error (`SO_ERROR`).
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        let code = self.net.call(true, None, false, |s| s.getsockopt(self.fd, SockOpt::Error))?;
+        let code = self.net.call(Wait::Never, false, |s| s.getsockopt(self.fd, SockOpt::Error))?;
         Ok((code != 0).then(|| io::Error::from_raw_os_error(code)))
     }
 }

@@ -208,13 +208,12 @@ impl Stack {
         let TcpSocketKind::Fresh { local: bound } = sock.kind else { return Err(Errno::EINVAL) };
         let (opts, buffers, reuse) = (sock.opts.clone(), sock.buffers, sock.reuse_addr);
         let local_ip = if remote.ip().is_loopback() { *remote.ip() } else { self.config.ipv4.addr };
+        let mut min_isn = None;
         let local = match bound {
             Some(b) => {
                 let ip = if b.ip().is_unspecified() { local_ip } else { *b.ip() };
                 let local = SocketAddrV4::new(ip, b.port());
-                if self.tcp.demux.contains_key(&(local, remote)) {
-                    return Err(Errno::EADDRNOTAVAIL);
-                }
+                min_isn = self.tcp.reuse_time_wait_for_connect((local, remote)).ok_or(Errno::EADDRNOTAVAIL)?;
                 self.tcp.ports.remove(b.port(), Owner::Socket(fd));
                 local
             }
@@ -233,7 +232,7 @@ impl Stack {
         };
         let mss = opts.user_mss.map_or(self.tcp_our_mss(), |m| m.min(self.tcp_our_mss()));
         let now = self.last_now;
-        let k = self.tcp.open(now, local, remote, mss, opts, buffers, fd, binding);
+        let k = self.tcp.open(now, local, remote, mss, opts, buffers, fd, binding, min_isn);
         let sock = self.tcp_sock_mut(fd)?;
         sock.kind = TcpSocketKind::Conn(k);
         sock.connecting = true;

@@ -155,6 +155,10 @@ pub struct Connection {
     pub rcv_adv: SeqNum,
     /// The acknowledgment number we last sent (Last.ACK.sent of RFC 7323 section 4.3).
     pub last_ack_sent: SeqNum,
+    /// The ceiling of the window we offer, growing as data arrives (Linux's rcv_ssthresh).
+    pub rcv_ssthresh: usize,
+    /// Where data was last marked with PSH (Linux's pushed_seq, for forced pushes).
+    pub pushed_seq: SeqNum,
 
     pub negotiated: Negotiated,
 
@@ -164,6 +168,8 @@ pub struct Connection {
     pub rx: RingBuffer,
     /// Which out-of-order bytes are held.
     pub ooo: Assembler,
+    /// A duplicate range to report in the first SACK block of the next ACK (RFC 2883 D-SACK).
+    pub dsack: Option<(SeqNum, SeqNum)>,
     /// Sequence number of a FIN that arrived ahead of missing data.
     pub ooo_fin: Option<SeqNum>,
     /// Sequence number of our FIN, once the application closed its sending side.
@@ -274,11 +280,20 @@ impl Connection {
         by_congestion.min(by_flow)
     }
 
-    /// The window we can offer now: free receive space, rounded down to what the scale can express.
+    /// The window we can offer now: free receive space, no more than the slowly growing clamp, rounded down to
+    /// what the scale can express.
     pub fn free_window(&self) -> usize {
         let scale = self.negotiated.rcv_wscale;
         let max = (u16::MAX as usize) << scale;
-        (self.rx.free().min(max) >> scale) << scale
+        (self.rx.free().min(self.rcv_ssthresh).min(max) >> scale) << scale
+    }
+
+    /// Linux's receive-window growth (tcp_grow_window): the offered window starts at the SYN's and grows by two
+    /// segments for each segment received, so a peer is not invited to burst a whole buffer at a new
+    /// connection, and no bare window update follows the handshake.
+    pub fn grow_receive_window(&mut self) {
+        let step = 2 * usize::from(self.negotiated.our_mss);
+        self.rcv_ssthresh = (self.rcv_ssthresh + step).min(self.rx.capacity());
     }
 
     /// The window to advertise: the free space, but an edge that would move right by less than
@@ -296,12 +311,13 @@ impl Connection {
     }
 
     /// True when the window has opened enough since the last advertisement that the peer should hear of it
-    /// (after the application read data).
+    /// now rather than with the next ACK: as Linux's tcp_cleanup_rbuf decides after the application reads,
+    /// when what is left of the advertised window is at most half the buffer and the window we could offer
+    /// is at least twice that (a closed window that reopens always qualifies).
     pub fn window_update_due(&self) -> bool {
-        let current = self.rcv_adv.distance(self.rcv_nxt).max(0) as usize;
-        let free = self.free_window();
-        let mss = self.negotiated.send_mss.max(536);
-        free >= current + 2 * mss || (current < mss && free >= current + mss.min(self.rx.capacity() / 2))
+        let remaining = self.rcv_adv.distance(self.rcv_nxt).max(0) as usize;
+        let offer = self.window_to_advertise(); // receiver SWS avoidance holds slivers back
+        offer > remaining && 2 * remaining <= self.rx.capacity() && offer >= 2 * remaining
     }
 
     /// The earliest pending timer.

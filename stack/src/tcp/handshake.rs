@@ -79,7 +79,7 @@ pub fn negotiate(
 }
 
 /// The window carried by our SYN or SYN-ACK: never scaled (RFC 7323 section 2.2), and like Linux a whole
-/// number of segments.
+/// number of segments. (A SYN-ACK agreeing to timestamps counts segments of MSS less the option: pass that.)
 pub fn syn_window(rcvbuf: usize, our_mss: u16) -> u16 {
     let mss = usize::from(our_mss.max(1));
     let window = rcvbuf.min(u16::MAX as usize);
@@ -125,11 +125,14 @@ impl Connection {
             rcv_nxt: SeqNum(0),
             rcv_adv: SeqNum(0),
             last_ack_sent: SeqNum(0),
+            rcv_ssthresh: usize::from(syn_window(buffers.rcvbuf, negotiated.our_mss)),
+            pushed_seq: iss,
             negotiated,
             tx: RingBuffer::new(buffers.sndbuf),
             rx: RingBuffer::new(buffers.rcvbuf),
             ooo: Assembler::new(config.max_ooo_ranges),
             ooo_fin: None,
+            dsack: None,
             fin_seq: None,
             peer_fin: false,
             rto_at: None,
@@ -212,6 +215,8 @@ impl Connection {
         c.irs = irs;
         c.rcv_nxt = irs + 1;
         c.rcv_adv = c.rcv_nxt + usize::from(syn_window);
+        c.rcv_ssthresh = usize::from(syn_window);
+        c.pushed_seq = c.snd_nxt;
         c.last_ack_sent = c.rcv_nxt;
         c.snd_wnd = usize::from(peer_window) << c.negotiated.snd_wscale;
         c.max_snd_wnd = c.snd_wnd;

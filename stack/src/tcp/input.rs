@@ -16,6 +16,9 @@ use crate::wire::tcp::{TcpFlags, TcpHeader};
 /// RFC 7323 section 5.5: a TS.Recent older than 24 days is too old to judge by.
 const PAWS_IDLE_LIMIT: Duration = Duration::from_secs(24 * 24 * 3600);
 
+/// Ticks a timestamp may lag TS.Recent before PAWS discards the segment (Linux's TCP_PAWS_WINDOW).
+const PAWS_WINDOW: i32 = 1;
+
 /// What the layer around a connection lends it while a segment is processed.
 pub struct InputContext<'a> {
     pub config: &'a TcpConfig,
@@ -116,6 +119,8 @@ impl Connection {
             self.snd_wl2 = seg.ack;
             self.state = State::Established;
             self.rcv_adv = self.rcv_nxt;
+            self.rcv_ssthresh = usize::from(super::handshake::syn_window(self.rx.capacity(), self.negotiated.our_mss));
+            self.pushed_seq = self.snd_una;
             self.ack_now = true;
             ctx.counters.active_opens += 1;
             self.arm_keepalive();
@@ -146,9 +151,18 @@ impl Connection {
             payload.len() + usize::from(flags.contains(TcpFlags::SYN)) + usize::from(flags.contains(TcpFlags::FIN));
 
         // RFC 7323 section 5.3, PAWS: a segment whose timestamp is older than TS.Recent is a stale duplicate.
+        // As Linux does (tcp_paws_discard), a timestamp one tick old is tolerated, and so is a reordered pure
+        // duplicate ACK (tcp_disordered_ack): discarding those only forces needless ACKs.
         if let (Some(ts), Some((tsval, _))) = (self.negotiated.ts, seg.options.timestamps) {
+            let behind = ts.recent.wrapping_sub(tsval) as i32;
+            let disordered_ack = payload.is_empty()
+                && flags == TcpFlags::ACK
+                && seg.seq == self.rcv_nxt
+                && seg.ack == self.snd_una
+                && u64::try_from(behind).unwrap_or(0) <= self.rtt.rto().as_millis() as u64;
             if !flags.contains(TcpFlags::RST)
-                && (tsval.wrapping_sub(ts.recent) as i32) < 0
+                && behind > PAWS_WINDOW
+                && !disordered_ack
                 && now.saturating_since(ts.recent_at) < PAWS_IDLE_LIMIT
             {
                 ctx.counters.paws_estab += 1;
@@ -294,6 +308,9 @@ impl Connection {
                 // numbers may be held"; earlier bytes are duplicates).
                 if seq.lt(self.rcv_nxt) {
                     let dup = self.rcv_nxt.since(seq).min(data.len());
+                    // RFC 2883: report the duplicate in the first SACK block (a D-SACK), so the sender can tell
+                    // a spurious retransmission from a loss.
+                    self.note_duplicate(seq, seq + dup);
                     data = &data[dup..];
                     seq = self.rcv_nxt;
                 }
@@ -439,6 +456,7 @@ impl Connection {
         if offset == 0 {
             let taken = self.rx.push(data);
             self.rcv_nxt += taken;
+            self.grow_receive_window();
             // Data that filled a hole may join bytes held beyond it.
             self.ooo.shift(taken);
             let joined = self.ooo.pop_front();
@@ -453,13 +471,26 @@ impl Connection {
             self.schedule_ack(now, taken, ctx.config);
         } else {
             // Out of order: park it in the free space past RCV.NXT and ACK at once with SACK (RFC 5681 section
-            // 4.2: "an immediate ACK SHOULD be generated when an out-of-order segment arrives").
+            // 4.2: "an immediate ACK SHOULD be generated when an out-of-order segment arrives"). Bytes held
+            // already are a duplicate to report as a D-SACK (RFC 2883 section 4).
+            let already_held = self.ooo.ranges().any(|(s, e)| s <= offset && offset + data.len() <= e);
+            if already_held {
+                self.note_duplicate(seq, seq + data.len());
+            }
             let written = self.rx.write_at(offset, data);
             if written > 0 && self.ooo.add(offset, written).is_ok() {
                 ctx.counters.ofo_queue += 1;
             } else {
                 ctx.counters.ofo_drop += 1;
             }
+            self.ack_now = true;
+        }
+    }
+
+    /// Remembers a duplicate range for the next ACK's D-SACK block, when SACK is in use.
+    fn note_duplicate(&mut self, start: SeqNum, end: SeqNum) {
+        if self.negotiated.sack_ok && start.lt(end) {
+            self.dsack = Some((start, end));
             self.ack_now = true;
         }
     }

@@ -305,7 +305,6 @@ impl TcpLayer {
             return self.retire(k, None);
         }
         let tuple = (conn.local, conn.remote);
-        let reuse = self.ports_reuse(tuple.0.port(), Owner::Conn(k));
         let deadline = now + self.config.msl * 2;
         let tw = TimeWait {
             local: conn.local,
@@ -317,22 +316,15 @@ impl TcpLayer {
             ts: conn.negotiated.ts,
             deadline,
             timer: None,
-            reuse_addr: reuse,
         };
         let tk = self.time_wait.insert(tw);
         let handle = self.timers.schedule(deadline, TimerKey::TimeWait(tk));
         if let Some(tw) = self.time_wait.get_mut(tk) {
             tw.timer = Some(handle);
         }
-        self.counters.time_waits += 1;
         self.ports.transfer(tuple.0.port(), Owner::Conn(k), Owner::TimeWait(tk));
         self.demux.insert(tuple, Demuxed::TimeWait(tk));
         self.retire(k, None);
-    }
-
-    fn ports_reuse(&self, _port: u16, _owner: Owner) -> bool {
-        // The binding records it; TIME-WAIT inherits it so a restarted server with SO_REUSEADDR may rebind.
-        true
     }
 
     /// Returns true when the segment should go on to a listener (a SYN reopening the four-tuple).
@@ -452,11 +444,16 @@ impl TcpLayer {
             iss,
             irs: seg.seq,
             negotiated,
-            syn_window: syn_window(buffers.rcvbuf, our_mss),
+            // Linux's tcp_openreq_init_rwin: with timestamps agreed, whole segments of MSS less the option.
+            syn_window: syn_window(
+                buffers.rcvbuf,
+                if negotiated.ts.is_some() { our_mss - super::handshake::TIMESTAMP_OPTION_LEN as u16 } else { our_mss },
+            ),
             retries: 0,
             rto,
             deadline: now + rto,
             timer: None,
+            synack_sent_at: now,
             acked_while_full: false,
         };
         let hk = self.half_open.insert(half);
@@ -558,6 +555,9 @@ impl TcpLayer {
             if tsecr != 0 && elapsed < 3_600_000 {
                 conn.rtt.sample(crate::time::Duration::from_millis(u64::from(elapsed)));
             }
+        } else if h.retries == 0 {
+            // Without timestamps, time the SYN-ACK if it was not retransmitted (Karn; Linux's tcp_synack_rtt_meas).
+            conn.rtt.sample(now.saturating_since(h.synack_sent_at));
         }
         conn.listener = Some(lk);
         let (local, remote) = (h.local, h.remote);
@@ -572,6 +572,8 @@ impl TcpLayer {
         }
         self.counters.passive_opens += 1;
         self.events.push(listener_fd);
+        // Timers the connection starts with (keepalive inherited from the listener) go into the wheel now.
+        self.reschedule(k);
         // The ACK may carry data (and even a FIN): process it as an ESTABLISHED segment.
         if !payload.is_empty() || flags.contains(TcpFlags::FIN) {
             self.receive_conn(now, k, seg, payload, our_mss);
@@ -648,7 +650,11 @@ impl TcpLayer {
                     self.after_event(now, k, outcome);
                 }
                 TimerKey::HalfOpen(hk) => self.half_open_timeout(now, hk),
-                TimerKey::TimeWait(tk) => self.remove_time_wait(tk),
+                TimerKey::TimeWait(tk) => {
+                    // Linux's TcpExtTW counts TIME-WAIT entries that ran their full course.
+                    self.counters.time_waits += 1;
+                    self.remove_time_wait(tk);
+                }
             }
         }
         self.expired = expired;
@@ -677,6 +683,24 @@ impl TcpLayer {
         self.ready.push_back(k);
     }
 
+    /// `connect()` from an explicitly bound port whose four-tuple is in TIME-WAIT: Linux (tcp_twsk_unique)
+    /// lets it reuse the entry when timestamps protect the new incarnation (PAWS rejects the old one's
+    /// segments). Returns the lowest ISN the new connection may use, or `None` when the tuple is not free.
+    pub fn reuse_time_wait_for_connect(&mut self, tuple: FourTuple) -> Option<Option<SeqNum>> {
+        match self.demux.get(&tuple).copied() {
+            None => Some(None),
+            Some(Demuxed::TimeWait(tk)) => {
+                let tw = self.time_wait.get(tk)?;
+                tw.ts?;
+                let min_isn = tw.snd_nxt + 65537;
+                self.counters.time_wait_recycled += 1;
+                self.remove_time_wait(tk);
+                Some(Some(min_isn))
+            }
+            Some(_) => None,
+        }
+    }
+
     /// A new active open: the TCB is created in SYN-SENT, registered, and its SYN sent on the next poll.
     #[allow(clippy::too_many_arguments)]
     pub fn open(
@@ -689,8 +713,12 @@ impl TcpLayer {
         buffers: Buffers,
         fd: Fd,
         binding: Binding,
+        min_isn: Option<SeqNum>,
     ) -> SlabKey {
-        let iss = self.isn.isn(now, local, remote);
+        let mut iss = self.isn.isn(now, local, remote);
+        if let Some(min) = min_isn.filter(|m| iss.lt(*m)) {
+            iss = min;
+        }
         let ts_offset = self.ts_offset(local, remote);
         let mut conn = Connection::new_active(now, &self.config, local, remote, iss, our_mss, ts_offset, opts, buffers);
         conn.fd = Some(fd);

@@ -64,6 +64,8 @@ pub struct HalfOpen {
     pub rto: Duration,
     pub deadline: Instant,
     pub timer: Option<TimerHandle>,
+    /// When the first SYN-ACK went out (an RTT sample when the handshake completes without retransmission).
+    pub synack_sent_at: Instant,
     /// The final ACK came but the accept queue was full; it was dropped (Linux keeps the entry so that the
     /// peer's next ACK completes the handshake).
     pub acked_while_full: bool,

@@ -52,7 +52,12 @@ impl Connection {
             flags |= TcpFlags::ACK;
             ack = self.rcv_nxt;
         }
-        let window = syn_window(self.rx.free(), self.negotiated.our_mss);
+        let mss = if with_ack && self.negotiated.ts.is_some() {
+            self.negotiated.our_mss - super::handshake::TIMESTAMP_OPTION_LEN as u16
+        } else {
+            self.negotiated.our_mss
+        };
+        let window = syn_window(self.rx.free(), mss);
         let header = TcpHeader {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
@@ -278,9 +283,12 @@ impl Connection {
         if fin {
             flags |= TcpFlags::FIN;
         }
-        // PSH when this segment empties what the application gave us (RFC 9293 section 3.9.1, MAY-16).
-        if len > 0 && offset + len == self.tx.len() {
+        // PSH when this segment empties what the application gave us (RFC 9293 section 3.9.1, MAY-16), and, as
+        // Linux's forced push does, whenever more than half the peer's largest window went out unpushed.
+        let end = seq + len;
+        if len > 0 && (offset + len == self.tx.len() || end.since(self.pushed_seq.min(end)) > self.max_snd_wnd / 2) {
             flags |= TcpFlags::PSH;
+            self.pushed_seq = self.pushed_seq.max(end);
         }
         let header = self.header(now, seq, flags);
         let (a, b) = self.tx.peek(offset, len);
@@ -329,12 +337,19 @@ impl Connection {
         if let Some(ts) = self.negotiated.ts {
             options.timestamps = Some((self.ts_now(now), ts.recent));
         }
-        if self.negotiated.sack_ok && !self.ooo.is_empty() {
-            let mut blocks = [(0usize, 0usize); MAX_SACK_BLOCKS];
-            let n = self.ooo.sack_blocks_into(&mut blocks);
+        if self.negotiated.sack_ok && (!self.ooo.is_empty() || self.dsack.is_some()) {
             let mut seq_blocks = [(SeqNum(0), SeqNum(0)); MAX_SACK_BLOCKS];
-            for (i, (s, e)) in blocks[..n].iter().enumerate() {
-                seq_blocks[i] = (self.rcv_nxt + *s, self.rcv_nxt + *e);
+            let mut n = 0;
+            // RFC 2883 section 4: a D-SACK block goes first, reported once.
+            if let Some(d) = self.dsack.take() {
+                seq_blocks[0] = d;
+                n = 1;
+            }
+            let mut blocks = [(0usize, 0usize); MAX_SACK_BLOCKS];
+            let held = self.ooo.sack_blocks_into(&mut blocks[..MAX_SACK_BLOCKS - n]);
+            for (s, e) in &blocks[..held] {
+                seq_blocks[n] = (self.rcv_nxt + *s, self.rcv_nxt + *e);
+                n += 1;
             }
             options.set_sack_blocks(&seq_blocks[..n]);
         }
@@ -359,10 +374,10 @@ impl Connection {
             options.timestamps = Some((0, 0));
             ts_len = TIMESTAMP_OPTION_LEN; // already deducted from send_mss at the handshake
         }
-        if self.negotiated.sack_ok && !self.ooo.is_empty() {
+        if self.negotiated.sack_ok && (!self.ooo.is_empty() || self.dsack.is_some()) {
             let mut blocks = [(0usize, 0usize); MAX_SACK_BLOCKS];
-            let n = self.ooo.sack_blocks_into(&mut blocks);
-            options.set_sack_blocks(&[(SeqNum(0), SeqNum(0)); MAX_SACK_BLOCKS][..n]);
+            let n = self.ooo.sack_blocks_into(&mut blocks) + usize::from(self.dsack.is_some());
+            options.set_sack_blocks(&[(SeqNum(0), SeqNum(0)); MAX_SACK_BLOCKS][..n.min(MAX_SACK_BLOCKS)]);
         }
         (self.negotiated.send_mss + ts_len).saturating_sub(options.len()).max(1)
     }

@@ -21,7 +21,6 @@ pub struct TimeWait {
     pub ts: Option<Timestamps>,
     pub deadline: Instant,
     pub timer: Option<TimerHandle>,
-    pub reuse_addr: bool,
 }
 
 /// What to do with a segment that reached a TIME-WAIT entry.
