@@ -39,14 +39,11 @@ const FIXTURE_COUNTS: &[(&str, usize)] = &[
     ("x6_icmpv6_packet_too_big", 1),
 ];
 
-/// The shared fixture folder (`shared/` sits beside the repository), or `None` with a printed notice.
+/// The fixture folder: the repository's own `pcaps/` (copies of the shared captures), unless
+/// `USTACK_PCAP_FIXTURES` names another; `None` with a printed notice if neither is there.
 fn fixture_dir() -> Option<PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        std::env::var_os("USTACK_PCAP_FIXTURES").map(PathBuf::from),
-        Some(manifest.join("../../shared/fixtures/pcaps")),
-        Some(PathBuf::from("/work/shared/fixtures/pcaps")),
-    ];
+    let candidates = [std::env::var_os("USTACK_PCAP_FIXTURES").map(PathBuf::from), Some(manifest.join("../pcaps"))];
     let found = candidates.into_iter().flatten().find(|p| p.join("13_arp_request_reply.pcap").is_file());
     if found.is_none() {
         println!("SKIPPED: pcap fixtures not found (set USTACK_PCAP_FIXTURES)");
