@@ -54,6 +54,9 @@ pub struct ServeArgs {
     /// Open the device inside this existing network namespace (as created by `ip netns add`).
     #[arg(long, value_name = "NAME")]
     netns: Option<String>,
+    /// Maximum segment lifetime in seconds: TIME-WAIT lasts twice this [default: 30, Linux's 60 s TIME-WAIT].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    msl: Option<u64>,
 }
 
 /// Exactly one link to run on.
@@ -182,6 +185,9 @@ fn stack_config(args: &ServeArgs) -> Result<StackConfig, Failure> {
             )));
         }
         config.gateway = Some(gateway);
+    }
+    if let Some(msl) = args.msl {
+        config.tcp.msl = std::time::Duration::from_secs(msl);
     }
     Ok(config)
 }

@@ -282,6 +282,8 @@ fn serve_http_keep_alive_echo_and_ss() {
         "7",
         "--discard",
         "9",
+        "--msl",
+        "1",
         "--control",
         &control,
     ]);
@@ -326,7 +328,15 @@ fn serve_http_keep_alive_echo_and_ss() {
         }
         let tw = table.lines().find(|l| l.contains("TIME-WAIT")).unwrap_or_else(|| panic!("no TIME-WAIT:\n{table}"));
         assert!(tw.contains("198.18.6.2:80") && tw.contains("198.18.6.1:"), "{tw}");
-        assert!(tw.contains("timer:(timewait,") && tw.contains("sec)"), "{tw}");
+        assert!(tw.contains("timer:(timewait,") && (tw.contains("sec)") || tw.contains("ms)")), "{tw}");
+        // With --msl 1 the entry lives 2 s: it must then be gone from the table.
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while ss(&control, &[]).contains("TIME-WAIT") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let table = ss(&control, &[]);
+        assert!(!table.contains("TIME-WAIT"), "TIME-WAIT still there after 2*MSL:\n{table}");
+        assert!(ss(&control, &["--counters"]).contains("TcpExtTW"), "counted when it ended");
 
         // A malformed request: 400 and a close.
         let bad = kernel_tcp(&ns, "198.18.6.2:80");
