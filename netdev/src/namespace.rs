@@ -46,6 +46,8 @@ impl Namespace {
     /// address, and brings it up. The kernel sees carrier only while a process holds the TAP open.
     pub fn add_tap(&self, dev: &str, cidr: &str) -> io::Result<()> {
         self.run("ip", &["tuntap", "add", "dev", dev, "mode", "tap"])?;
+        // The default queue of 1000 frames towards the reader drops bursts from many kernel sockets at once.
+        self.run("ip", &["link", "set", dev, "txqueuelen", "10000"])?;
         self.run("ip", &["addr", "add", cidr, "dev", dev])?;
         self.run("ip", &["link", "set", dev, "up"])
     }

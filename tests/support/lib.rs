@@ -8,5 +8,6 @@ pub mod frames;
 pub mod conversation;
 pub mod kernel;
 pub mod kernel_tcp_util;
+pub mod poll_conns;
 pub mod smol;
 pub mod tcp_app;

@@ -20,11 +20,14 @@ pub struct NetStackOptions {
     pub batch_size: usize,
     /// Receive batches processed per wake-up before timers and output get a turn (bounds latency under load).
     pub max_batches_per_wake: usize,
+    /// Keep the configuration's seed (the same choices every run, for debugging); by default the runtime mixes in
+    /// OS randomness.
+    pub reproducible: bool,
 }
 
 impl Default for NetStackOptions {
     fn default() -> Self {
-        NetStackOptions { batch_size: 64, max_batches_per_wake: 8 }
+        NetStackOptions { batch_size: 64, max_batches_per_wake: 8, reproducible: false }
     }
 }
 
@@ -81,6 +84,16 @@ impl NetStack {
         options: NetStackOptions,
     ) -> io::Result<NetStack> {
         config.mtu = config.mtu.min(device.mtu());
+        if !options.reproducible {
+            // A running stack's secrets must not be guessable (RFC 6528 section 3: the ISN key, and with it the
+            // ephemeral port and timestamp offsets) and must differ between runs, or a rerun picks the same
+            // first ports and collides with its predecessor's TIME-WAIT entries at the peer: mix in the OS's
+            // randomness (std's RandomState is seeded from it).
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(config.seed);
+            config.seed = hasher.finish();
+        }
         let shared = Arc::new(Shared {
             stack: Mutex::new(Stack::new(config)),
             doorbell: EventFd::new()?,
@@ -365,6 +378,12 @@ fn drive<D: Device>(shared: Arc<Shared>, mut device: D, options: NetStackOptions
             shared.wake_tasks(&changed);
         }
     }
+    // Output queued after the last pass (a close just before shutdown) still goes out: a FIN or RST the
+    // application asked for must not be lost.
+    let mut stack = shared.lock();
+    let mut sink = FlushingSink { device: &mut device, batch: &mut tx };
+    stack.poll(shared.now(), &mut sink);
+    sink.flush();
 }
 
 impl Shared {

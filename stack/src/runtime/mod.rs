@@ -17,6 +17,8 @@ mod tcp;
 pub mod tokio;
 mod udp;
 
+pub use crate::socket::epoll::{EpollEvent, PollFd, EPOLLET, EPOLLONESHOT};
+pub use crate::socket::Readiness;
 pub use driver::{NetStack, NetStackOptions};
 pub use readiness::Epoll;
 pub use tcp::{TcpListener, TcpStream};
