@@ -23,3 +23,28 @@ pub use driver::{NetStack, NetStackOptions};
 pub use readiness::Epoll;
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    /// The handles cross threads as std's do: `std::net::{TcpStream, TcpListener, UdpSocket}` are Send + Sync.
+    #[test]
+    fn handles_are_send_and_sync() {
+        send_sync::<NetStack>();
+        send_sync::<UdpSocket>();
+        send_sync::<TcpListener>();
+        send_sync::<TcpStream>();
+        send_sync::<Epoll>();
+        #[cfg(feature = "tokio")]
+        {
+            send_sync::<tokio::TcpListener>();
+            send_sync::<tokio::TcpStream>();
+            send_sync::<tokio::UdpSocket>();
+            send_sync::<tokio::OwnedReadHalf>();
+            send_sync::<tokio::OwnedWriteHalf>();
+        }
+    }
+}
