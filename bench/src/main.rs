@@ -1,0 +1,199 @@
+//! `ustack-bench`: ustack against smoltcp and the Linux kernel, side by side in one run.
+//!
+//! Scenarios (see BENCHMARKS.md for what each measures and why):
+//! 1. in memory, one thread, wall clock: bulk throughput (MTU 1500 and 9000) and 64-byte ping-pong, with 0,
+//!    1,000 and 10,000 idle established connections in the same stacks;
+//! 2. a lossy link (1% each way) on virtual time: goodput;
+//! 3. over a TAP against the kernel (root only): bulk both ways and 64-byte request/response, with the kernel
+//!    over a veth pair as the ceiling and a raw frame pump as the device's limit;
+//! 4. connections: accepts per second from kernel clients, and resident memory per idle connection.
+//!
+//! Every number is reported as the median and range of several repetitions, with ratios; nothing is asserted
+//! about timings.
+
+#![forbid(unsafe_code)]
+
+mod link;
+mod lossy;
+mod mem;
+mod node;
+mod procfs;
+mod report;
+mod tap;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use report::Report;
+
+#[derive(Parser, Debug)]
+#[command(name = "ustack-bench", about = "ustack vs smoltcp vs the Linux kernel: medians, spread and ratios")]
+struct Args {
+    /// Smoke mode: every scenario, tiny (seconds, for CI).
+    #[arg(long)]
+    quick: bool,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also write the Markdown table to FILE.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// Run only these scenarios (comma-separated: 1,2,3,4).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<u32>,
+    /// Repetitions per measurement (overrides the mode's default).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// For profilers: run only one in-memory workload for SECONDS (ustack-bulk, smoltcp-bulk, ustack-rtt,
+    /// smoltcp-rtt) and print its rate.
+    #[arg(long, value_name = "WORKLOAD")]
+    solo: Option<String>,
+    /// Seconds for --solo.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Internal: measure memory per connection in a fresh process (IMPLEMENTATION CONNS USED).
+    #[arg(long, num_args = 3, hide = true)]
+    memory_child: Vec<String>,
+}
+
+/// Sizes and counts for one mode.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub quick: bool,
+    pub reps: usize,
+    /// Longest a single timed run may take (a slow implementation moves fewer bytes instead of taking longer).
+    pub cap: Duration,
+    pub bulk_bytes: u64,
+    pub rtts: u64,
+    /// (MTU, idle connections, also ping-pong)
+    pub mem_cases: Vec<(usize, usize, bool)>,
+    pub lossy_seeds: usize,
+    pub lossy_bytes: u64,
+    pub mem_conns: Vec<usize>,
+    pub mem_used_limit: usize,
+    pub mem_reps: usize,
+    pub tap_bytes: u64,
+    pub tap_rtts: u64,
+    pub tap_reps: usize,
+    pub seq_conns: usize,
+    pub bursts: usize,
+    pub pump_secs: f64,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            quick: false,
+            reps: 5,
+            cap: Duration::from_secs(3),
+            bulk_bytes: 1 << 30,
+            rtts: 200_000,
+            mem_cases: vec![(1500, 0, true), (9000, 0, false), (1500, 1_000, true), (1500, 10_000, true)],
+            lossy_seeds: 5,
+            lossy_bytes: 16 << 20,
+            mem_conns: vec![10_000, 100_000],
+            mem_used_limit: 1_000,
+            mem_reps: 2,
+            tap_bytes: 256 << 20,
+            tap_rtts: 10_000,
+            tap_reps: 5,
+            seq_conns: 2_000,
+            bursts: 10,
+            pump_secs: 1.0,
+        }
+    }
+
+    fn quick() -> Plan {
+        Plan {
+            quick: true,
+            reps: 2,
+            cap: Duration::from_millis(300),
+            bulk_bytes: 8 << 20,
+            rtts: 5_000,
+            mem_cases: vec![(1500, 0, true), (9000, 0, false), (1500, 200, true)],
+            lossy_seeds: 1,
+            lossy_bytes: 1 << 20,
+            mem_conns: vec![1_000],
+            mem_used_limit: 100,
+            mem_reps: 1,
+            tap_bytes: 8 << 20,
+            tap_rtts: 300,
+            tap_reps: 1,
+            seq_conns: 50,
+            bursts: 1,
+            pump_secs: 0.2,
+        }
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    if !args.memory_child.is_empty() {
+        let n = args.memory_child[1].parse().expect("connection count");
+        let used = args.memory_child[2].parse().expect("used count");
+        mem::memory_child(&args.memory_child[0], n, used);
+        return;
+    }
+    if let Some(w) = &args.solo {
+        mem::solo(w, Duration::from_secs_f64(args.seconds));
+        return;
+    }
+    let mut plan = if args.quick { Plan::quick() } else { Plan::full() };
+    if let Some(r) = args.reps {
+        plan.reps = r.max(1);
+        plan.tap_reps = r.max(1);
+    }
+    let wanted = |s: u32| args.only.is_empty() || args.only.contains(&s);
+    let (nproc, model, kernel) = procfs::machine();
+    let mode = if plan.quick { "quick" } else { "full" };
+    println!("ustack-bench ({mode} mode) on {nproc} CPUs, {model}, Linux {kernel}");
+    if cfg!(debug_assertions) {
+        println!("warning: a debug build; timings mean little (use --release)");
+    }
+    let started = std::time::Instant::now();
+    let mut report = Report::default();
+    if wanted(1) {
+        mem::scenario(&plan, &mut report);
+    }
+    if wanted(2) {
+        lossy::scenario(&plan, &mut report);
+    }
+    if wanted(3) || wanted(4) {
+        tap::scenarios(&plan, wanted(3), wanted(4), &mut report);
+    }
+    if wanted(4) {
+        mem::memory_scenario(&plan, &mut report);
+    }
+    let table = report.table();
+    println!("\n{table}");
+    for n in &report.notes {
+        println!("- {n}");
+    }
+    println!("\ntook {:.1} s", started.elapsed().as_secs_f64());
+    let meta = [
+        ("mode", mode.to_string()),
+        ("nproc", nproc.to_string()),
+        ("cpu", model),
+        ("kernel", kernel),
+        ("build", if cfg!(debug_assertions) { "debug" } else { "release" }.to_string()),
+        ("seconds", format!("{:.1}", started.elapsed().as_secs_f64())),
+    ];
+    if let Some(path) = &args.json {
+        if let Err(e) = std::fs::write(path, report.json(&meta)) {
+            eprintln!("cannot write {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    }
+    if let Some(path) = &args.markdown {
+        if let Err(e) = std::fs::write(path, &table) {
+            eprintln!("cannot write {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    }
+    if report.failures > 0 {
+        eprintln!("{} measurement(s) failed (see the notes above); timings are never failures", report.failures);
+        std::process::exit(1);
+    }
+}
