@@ -35,11 +35,35 @@
 //! Differences that are the stack's own choice (its ISN, window, timestamp clock, an option it offers) are
 //! declared with [`Replay::explain`] and friends, each with its reason; [`Replay::assert_faithful`] then fails
 //! on any difference, missing segment or extra that no explanation covers, printing the whole transcript.
+//!
+//! # The automatic application
+//!
+//! [`ReplayBuilder::auto`] plays the application side by itself, as the capture implies, and returns an
+//! [`AutoReplay`]: the side-by-side comparison, each difference explained by design where it is one (see
+//! [`auto::by_design`]), and every frame that went into or out of the stack, for [`AutoReplay::write_pcap`].
+//!
+//! ```ignore
+//! let replay = Replay::builder("03_dns_over_tcp_full_lifecycle.pcap", "192.168.1.11").auto();
+//! assert!(replay.faithful(), "{replay}");
+//! ```
+//!
+//! Captures whose host has no TCP segment (UDP, ICMP, ARP) are replayed frame by frame instead: the peers'
+//! frames are injected, UDP ports are bound and datagrams sent as the capture shows, and what the stack
+//! answered is paired with what the host sent.
+
+pub mod auto;
+mod datagram;
+mod rewrite;
+
+pub use auto::{AutoExtra, AutoPair, AutoReplay, Counts, Explained, Plan, Verdict};
+pub use rewrite::{first_destination, ipv4_hosts};
 
 use crate::fixtures;
-use crate::frames::{parse_arp, prime_arp};
+use crate::frames::{arp_request, parse_arp};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 use ustack::tcp::SeqNum;
 use ustack::wire::arp::{ArpOp, ArpPacket};
@@ -48,7 +72,7 @@ use ustack::wire::ipv4::{Ipv4Cidr, Ipv4Header};
 use ustack::wire::tcp::{TcpFlags, TcpHeader, TcpOptions};
 use ustack::wire::{checksum, ip_proto};
 use ustack::{Domain, Errno, Fd, Instant, MsgFlags, SockType, Stack, StackConfig};
-use ustack_netdev::pcap::LinkType;
+use ustack_netdev::pcap::{CaptureFile, LinkType};
 
 /// Virtual time of the capture's first packet.
 pub const ORIGIN: Instant = Instant::from_secs(10);
@@ -87,6 +111,9 @@ pub struct Captured {
     pub macs: (MacAddr, MacAddr),
     /// The IP datagram with both checksums recomputed.
     pub datagram: Vec<u8>,
+    /// The IP header and TCP checksums as captured, each when it was wrong (typically a capture taken on the
+    /// sending host before its NIC filled them in); `None` when both were right.
+    pub bad_checksums: Option<(Option<u16>, Option<u16>)>,
     pub ip: Ipv4Header,
     pub tcp: TcpHeader,
     pub payload: Vec<u8>,
@@ -202,6 +229,24 @@ pub enum Field {
     /// SACK blocks, relative.
     Sack,
     Payload,
+    /// IP time to live (datagram replays).
+    Ttl,
+    /// IP identification (datagram replays).
+    IpId,
+    /// IP Don't Fragment bit (datagram replays).
+    DontFragment,
+    /// IP type of service (datagram replays).
+    Tos,
+    /// IP total length, or the frame's length for ARP (datagram replays).
+    Length,
+    /// Fragment offset and More Fragments (datagram replays).
+    Fragment,
+    /// ICMP type, code, identifier and sequence number (datagram replays).
+    Icmp,
+    /// ARP operation and addresses (datagram replays).
+    Arp,
+    /// The transport checksum (datagram replays; TCP checksums are always recomputed).
+    Checksum,
 }
 
 /// One field on which the stack's segment and the capture's differ.
@@ -288,6 +333,8 @@ impl Pair {
 pub struct Extra {
     /// The host frame it was passed over for, or `None` when it came after the last pairing.
     pub before_frame: Option<usize>,
+    /// Which of the stack's segments it is (0-based, in the order sent).
+    pub index: usize,
     pub seg: Seg,
 }
 
@@ -420,16 +467,122 @@ pub enum Role {
     Server,
 }
 
+/// The host a replay plays: an IPv4 address, and the port of the connection when there is a choice. Parses
+/// `"192.168.1.11"` and `"192.168.1.11:33779"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostSpec {
+    pub ip: Ipv4Addr,
+    /// `None`: the host's first TCP connection in the capture.
+    pub port: Option<u16>,
+}
+
+impl FromStr for HostSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<HostSpec, String> {
+        if let Ok(a) = s.parse::<SocketAddrV4>() {
+            return Ok(HostSpec { ip: *a.ip(), port: Some(a.port()) });
+        }
+        s.parse::<Ipv4Addr>().map(|ip| HostSpec { ip, port: None }).map_err(|_| {
+            format!("{s:?} is not an IPv4 address with an optional port (expected e.g. 192.168.1.11:33779)")
+        })
+    }
+}
+
+impl fmt::Display for HostSpec {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.port {
+            Some(p) => write!(f, "{}:{p}", self.ip),
+            None => write!(f, "{}", self.ip),
+        }
+    }
+}
+
+/// Where a replay's capture comes from.
+#[derive(Clone)]
+enum Source {
+    /// A file under `pcaps/`.
+    Fixture(String),
+    /// Any file.
+    File(PathBuf),
+    /// A capture already read, with a name for the reports.
+    Loaded(String, Box<CaptureFile>),
+}
+
+impl Source {
+    fn name(&self) -> String {
+        match self {
+            Source::Fixture(n) | Source::Loaded(n, _) => n.clone(),
+            Source::File(p) => p.display().to_string(),
+        }
+    }
+
+    fn load(&self) -> Result<CaptureFile, String> {
+        match self {
+            Source::Fixture(n) => {
+                ustack_netdev::pcap::read_file(fixtures::path(n)).map_err(|e| format!("cannot read fixture {n}: {e}"))
+            }
+            Source::File(p) => ustack_netdev::pcap::read_file(p).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    format!("there is no capture file at {}", p.display())
+                } else {
+                    format!("cannot read {}: {e}", p.display())
+                }
+            }),
+            Source::Loaded(_, c) => Ok((**c).clone()),
+        }
+    }
+}
+
 /// Configures a [`Replay`] before it starts.
 pub struct ReplayBuilder {
-    fixture: String,
-    host: SocketAddrV4,
+    source: Source,
+    host: HostSpec,
     order: Order,
     max_lag: Duration,
+    fix_checksums: bool,
+    rewrite: Option<HostSpec>,
     configure: Vec<Configure>,
 }
 
 impl ReplayBuilder {
+    /// A replay of the capture file at `path` (any file, pcap or pcapng) with the stack playing `host`.
+    pub fn from_file(path: impl Into<PathBuf>, host: HostSpec) -> ReplayBuilder {
+        ReplayBuilder::with_source(Source::File(path.into()), host)
+    }
+
+    /// A replay of a capture already read; `name` stands for it in reports.
+    pub fn from_capture(name: &str, capture: CaptureFile, host: HostSpec) -> ReplayBuilder {
+        ReplayBuilder::with_source(Source::Loaded(name.to_string(), Box::new(capture)), host)
+    }
+
+    fn with_source(source: Source, host: HostSpec) -> ReplayBuilder {
+        ReplayBuilder {
+            source,
+            host,
+            order: Order::Causal,
+            max_lag: Duration::from_millis(500),
+            fix_checksums: true,
+            rewrite: None,
+            configure: Vec::new(),
+        }
+    }
+
+    /// Whether checksums of injected frames are recomputed (default true). TCP segments of the replayed
+    /// connection always get correct checksums after their numbers are translated, unless the capture's
+    /// were wrong and this is false: they then stay wrong, and the stack drops them as a real one would.
+    pub fn fix_checksums(mut self, fix: bool) -> Self {
+        self.fix_checksums = fix;
+        self
+    }
+
+    /// Rewrites the host's address (and port, when given) everywhere in the capture before the replay: the
+    /// stack then plays the host at `to`.
+    pub fn rewrite_host(mut self, to: HostSpec) -> Self {
+        self.rewrite = Some(to);
+        self
+    }
+
     /// The replay order (default [`Order::Causal`]).
     pub fn order(mut self, order: Order) -> Self {
         self.order = order;
@@ -449,8 +602,27 @@ impl ReplayBuilder {
         self
     }
 
+    /// Starts the replay; panics with the reason when it cannot (see [`ReplayBuilder::try_build`]).
     pub fn build(self) -> Replay {
+        Replay::start(self).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts the replay, or says in a sentence why it cannot: the capture cannot be read, or has no TCP
+    /// segment to or from the host.
+    pub fn try_build(self) -> Result<Replay, String> {
         Replay::start(self)
+    }
+
+    /// Plays the whole capture with the application played automatically; panics with the reason when the
+    /// capture cannot be replayed (see [`ReplayBuilder::try_auto`]).
+    pub fn auto(self) -> AutoReplay {
+        self.try_auto().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Plays the whole capture with the application played automatically (see [`auto`]): TCP when the
+    /// host has a TCP connection in the capture, else its UDP, ICMP and ARP frames.
+    pub fn try_auto(self) -> Result<AutoReplay, String> {
+        auto::run(self)
     }
 }
 
@@ -460,6 +632,8 @@ impl ReplayBuilder {
 pub struct Replay {
     pub stack: Stack,
     fixture: String,
+    /// The capture time of the file's first packet, which [`ORIGIN`] stands for.
+    capture_t0: Duration,
     segs: Vec<Captured>,
     order: Vec<usize>,
     moved: Vec<String>,
@@ -468,6 +642,8 @@ pub struct Replay {
     peer: SocketAddrV4,
     host_mac: MacAddr,
     peer_mac: MacAddr,
+    /// The next hop's MAC, as the host addressed it.
+    router_mac: MacAddr,
     next_hop: Ipv4Addr,
     now: Instant,
     max_lag: Duration,
@@ -487,6 +663,70 @@ pub struct Replay {
     extra_rules: Vec<ExtraRule>,
     missing_ok: Vec<(usize, String)>,
     log: Vec<String>,
+    fix_checksums: bool,
+    /// Every frame that went into the stack (`true`) or came out of it, in order.
+    wire: Vec<WireFrame>,
+    /// Differences, extras and missing segments that [`Replay::by_design`] and friends explain count as
+    /// explained (see [`Replay::explain_automatically`]).
+    auto_explain: bool,
+    /// Frames of the capture that are not segments of the replayed connection, and what they are.
+    skipped: Vec<(usize, String)>,
+}
+
+/// A frame that went into the stack or came out of it during a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireFrame {
+    pub at: Instant,
+    /// True for a frame given to the stack (injected from the capture, or the harness's ARP answers).
+    pub into_stack: bool,
+    /// The Ethernet frame.
+    pub bytes: Vec<u8>,
+}
+
+/// The next hop from a stack at `cidr` towards `peer`: the peer itself on the link, else a gateway at the
+/// subnet's `.1` (`.254` when the stack is `.1`), standing for the capture's router.
+pub(crate) fn next_hop_for(cidr: Ipv4Cidr, peer: Ipv4Addr) -> Ipv4Addr {
+    if cidr.contains(peer) {
+        return peer;
+    }
+    let net = u32::from(cidr.addr) & cidr.netmask();
+    let gw = Ipv4Addr::from(net | 1);
+    if gw == cidr.addr {
+        Ipv4Addr::from(net | 254)
+    } else {
+        gw
+    }
+}
+
+/// [`crate::frames::prime_arp`], recording the request and the stack's answer.
+pub(crate) fn prime_arp_recorded(
+    stack: &mut Stack,
+    now: Instant,
+    ip: Ipv4Addr,
+    mac: MacAddr,
+    wire: &mut Vec<WireFrame>,
+) {
+    let request = arp_request(mac, ip, stack.ipv4_addr());
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    stack.receive(now, &request, &mut out);
+    wire.push(WireFrame { at: now, into_stack: true, bytes: request });
+    wire.extend(out.into_iter().map(|bytes| WireFrame { at: now, into_stack: false, bytes }));
+}
+
+/// Writes `frames` as a classic pcap (Ethernet, nanoseconds), virtual time mapped back onto the capture's clock
+/// (`t0` is the capture time [`ORIGIN`] stands for). Returns how many frames were written.
+pub fn write_wire_pcap(path: &std::path::Path, frames: &[WireFrame], t0: Duration) -> std::io::Result<usize> {
+    let mut w = ustack_netdev::pcap::Writer::create(path, LinkType::Ethernet)?;
+    for f in frames {
+        let ts = if f.at >= ORIGIN {
+            t0 + f.at.saturating_since(ORIGIN)
+        } else {
+            t0.saturating_sub(ORIGIN.saturating_since(f.at))
+        };
+        w.write_packet(ts, &f.bytes)?;
+    }
+    w.flush()?;
+    Ok(frames.len())
 }
 
 impl Replay {
@@ -496,18 +736,41 @@ impl Replay {
         Replay::builder(fixture, host).build()
     }
 
+    /// A replay of `fixture` (a file under `pcaps/`) with the stack playing `host` (`"ip:port"`, or `"ip"` for
+    /// the host's first TCP connection).
     pub fn builder(fixture: &str, host: &str) -> ReplayBuilder {
-        ReplayBuilder {
-            fixture: fixture.to_string(),
-            host: host.parse().unwrap_or_else(|e| panic!("host {host:?}: {e}")),
-            order: Order::Causal,
-            max_lag: Duration::from_millis(500),
-            configure: Vec::new(),
-        }
+        let host = host.parse().unwrap_or_else(|e| panic!("host {host:?}: {e}"));
+        ReplayBuilder::with_source(Source::Fixture(fixture.to_string()), host)
     }
 
-    fn start(b: ReplayBuilder) -> Replay {
-        let capture = fixtures::load(&b.fixture);
+    /// [`ReplayBuilder::auto`] of `fixture` as `host`, with the defaults.
+    pub fn auto(fixture: &str, host: &str) -> AutoReplay {
+        Replay::builder(fixture, host).auto()
+    }
+
+    fn start(b: ReplayBuilder) -> Result<Replay, String> {
+        let capture = b.source.load()?;
+        Replay::start_with(b, capture)
+    }
+
+    fn start_with(b: ReplayBuilder, mut capture: CaptureFile) -> Result<Replay, String> {
+        let name = b.source.name();
+        let original = match b.host.port {
+            Some(port) => SocketAddrV4::new(b.host.ip, port),
+            None => {
+                let port = rewrite::first_tcp_port(&capture, b.host.ip)
+                    .ok_or_else(|| format!("{name}: no TCP segment to or from {}", b.host.ip))?;
+                SocketAddrV4::new(b.host.ip, port)
+            }
+        };
+        let host = match b.rewrite {
+            Some(to) => {
+                let to = SocketAddrV4::new(to.ip, to.port.unwrap_or(original.port()));
+                rewrite::rewrite_host(&mut capture, original, to);
+                to
+            }
+            None => original,
+        };
         let t0 = capture.packets.first().map_or(Duration::ZERO, |p| p.ts);
         let mut segs = Vec::new();
         let mut peer: Option<SocketAddrV4> = None;
@@ -517,28 +780,28 @@ impl Replay {
             let at = ORIGIN + p.ts.checked_sub(t0).unwrap_or_default();
             let ethernet_link = p.link_type == LinkType::Ethernet;
             let Some(c) = parse_captured(number, at, p.ethernet_frame(), p.data.len() < p.orig_len as usize) else {
-                skipped.push(number);
+                skipped.push((number, rewrite::kind(p).to_string()));
                 continue;
             };
             let src = SocketAddrV4::new(c.ip.src, c.tcp.src_port);
             let dst = SocketAddrV4::new(c.ip.dst, c.tcp.dst_port);
-            let (side, other) = if src == b.host {
+            let (side, other) = if src == host {
                 (Side::Host, dst)
-            } else if dst == b.host {
+            } else if dst == host {
                 (Side::Peer, src)
             } else {
-                skipped.push(number);
+                skipped.push((number, "TCP, not of this host".to_string()));
                 continue;
             };
             if *peer.get_or_insert(other) != other {
-                skipped.push(number);
+                skipped.push((number, "TCP, another connection of the host".to_string()));
                 continue;
             }
             // Other link types get a synthesized destination MAC; the source is the capture's when it has one.
             let macs = if ethernet_link { c.macs } else { (c.macs.0, MacAddr::ZERO) };
             segs.push(Captured { side, macs, ..c });
         }
-        let peer = peer.unwrap_or_else(|| panic!("{}: no TCP segment to or from {}", b.fixture, b.host));
+        let Some(peer) = peer else { return Err(format!("{name}: no TCP segment to or from {host}")) };
         let of = |side: Side| segs.iter().filter(move |s| s.side == side);
         let known = |m: MacAddr| m != MacAddr::ZERO;
         let mut host_mac = of(Side::Host)
@@ -554,6 +817,10 @@ impl Replay {
         if host_mac == peer_mac || !host_mac.is_unicast() {
             (host_mac, peer_mac) = (MacAddr([2, 0, 0, 0, 0, 2]), MacAddr([2, 0, 0, 0, 0, 1]));
         }
+        // The next hop's MAC is the one the host sent to, which need not be the one the peer's frames came from
+        // (a router answering for an HSRP or VRRP virtual address sends from its own).
+        let router_mac =
+            of(Side::Host).map(|s| s.macs.1).find(|m| m.is_unicast() && *m != host_mac).unwrap_or(peer_mac);
 
         // ISNs: from the SYNs; a capture without any SYN started mid-connection, and its numbers are taken as
         // relative 1 at the first segment (as Wireshark shows them), for a synthesized handshake.
@@ -564,7 +831,18 @@ impl Replay {
             let first_ack = |side: Side| {
                 of(side).find(|s| s.tcp.flags.contains(TcpFlags::ACK)).map(|s| SeqNum(s.tcp.ack.0.wrapping_sub(1)))
             };
-            (first_seq(Side::Host).or(first_ack(Side::Peer)), first_seq(Side::Peer).or(first_ack(Side::Host)))
+            // The peer's numbers start at the lowest the capture shows in its space: its own sequence numbers,
+            // and the host's acknowledgments and SACK left edges. A receiver captured with a hole in front of
+            // it (its ACK below the first data segment captured) then replays with that hole.
+            let peer_space = of(Side::Peer)
+                .map(|s| s.tcp.seq)
+                .chain(of(Side::Host).filter(|s| s.tcp.flags.contains(TcpFlags::ACK)).map(|s| s.tcp.ack))
+                .chain(
+                    of(Side::Host).flat_map(|s| s.tcp.options.sack_blocks().iter().map(|b| b.0).collect::<Vec<_>>()),
+                );
+            let lowest = peer_space.reduce(|a, b| if (b.0.wrapping_sub(a.0) as i32) < 0 { b } else { a });
+            let peer_isn = lowest.map(|l| SeqNum(l.0.wrapping_sub(1)));
+            (first_seq(Side::Host).or(first_ack(Side::Peer)), peer_isn.or(first_seq(Side::Peer)))
         } else {
             (host_syn.as_ref().map(|s| s.tcp.seq), peer_syn.as_ref().map(|s| s.tcp.seq))
         };
@@ -574,18 +852,8 @@ impl Replay {
             Order::Causal => causal_order(&segs, host_isn, peer_isn, mid_stream),
         };
 
-        let cidr = Ipv4Cidr::new(*b.host.ip(), 24).unwrap();
-        let next_hop = if cidr.contains(*peer.ip()) {
-            *peer.ip()
-        } else {
-            let net = u32::from(*b.host.ip()) & cidr.netmask();
-            let gw = Ipv4Addr::from(net | 1);
-            if gw == *b.host.ip() {
-                Ipv4Addr::from(net | 254)
-            } else {
-                gw
-            }
-        };
+        let cidr = Ipv4Cidr::new(*host.ip(), 24).unwrap();
+        let next_hop = next_hop_for(cidr, *peer.ip());
         let mut config = StackConfig::new(host_mac, cidr);
         config.gateway = (next_hop != *peer.ip()).then_some(next_hop);
         for f in b.configure {
@@ -593,26 +861,34 @@ impl Replay {
         }
         let mut stack = Stack::new(config);
         let start = ORIGIN - LEAD;
-        prime_arp(&mut stack, start, next_hop, peer_mac);
+        let mut wire = Vec::new();
+        prime_arp_recorded(&mut stack, start, next_hop, router_mac, &mut wire);
 
         let mut log = vec![format!(
-            "replay of {} as {} (MAC {host_mac}) with {} (MAC {peer_mac}, next hop {next_hop}), order {:?}",
-            b.fixture, b.host, peer, b.order
+            "replay of {name} as {host} (MAC {host_mac}) with {peer} (MAC {peer_mac}, next hop {next_hop} at \
+             {router_mac}), order {:?}",
+            b.order
         )];
+        if host != original {
+            log.push(format!("the capture's {original} is rewritten to {host}"));
+        }
         if !skipped.is_empty() {
-            log.push(format!("frames not on this connection or not replayable: {skipped:?}"));
+            let list: Vec<usize> = skipped.iter().map(|(f, _)| *f).collect();
+            log.push(format!("frames not on this connection or not replayable: {list:?}"));
         }
         log.extend(moved.iter().cloned());
-        Replay {
+        Ok(Replay {
             stack,
-            fixture: b.fixture,
+            fixture: name,
+            capture_t0: t0,
             order,
             moved,
             cursor: 0,
-            host: b.host,
+            host,
             peer,
             host_mac,
             peer_mac,
+            router_mac,
             next_hop,
             now: start,
             max_lag: b.max_lag,
@@ -633,7 +909,11 @@ impl Replay {
             extra_rules: Vec::new(),
             missing_ok: Vec::new(),
             log,
-        }
+            fix_checksums: b.fix_checksums,
+            wire,
+            auto_explain: false,
+            skipped,
+        })
     }
 
     // ---------------------------------------------------------------------------------------------------
@@ -716,6 +996,33 @@ impl Replay {
         self.our_isn
     }
 
+    /// Every frame that went into the stack or came out of it so far, in order: the ARP exchange that primes
+    /// the next hop, the injected segments (as translated), the harness's ARP answers and all the stack sent.
+    pub fn wire(&self) -> &[WireFrame] {
+        &self.wire
+    }
+
+    /// Writes [`Replay::wire`] as a pcap on the capture's own clock, so that it opens in Wireshark as the
+    /// conversation between the capture's peer and the stack. Returns how many frames were written.
+    pub fn write_pcap(&self, path: impl AsRef<std::path::Path>) -> std::io::Result<usize> {
+        write_wire_pcap(path.as_ref(), &self.wire, self.capture_t0)
+    }
+
+    /// Frames of the capture that are not segments of the replayed connection, and what they are.
+    pub fn not_replayed(&self) -> &[(usize, String)] {
+        &self.skipped
+    }
+
+    /// The capture's name (a fixture name or a path).
+    pub fn name(&self) -> &str {
+        &self.fixture
+    }
+
+    /// Every TCP segment of the replayed connection in the capture, in file order.
+    pub fn captured_segments(&self) -> &[Captured] {
+        &self.segs
+    }
+
     /// The connection's state as `ss` names it (`ESTAB`, `CLOSE-WAIT`, `TIME-WAIT`, ...), `None` when the
     /// stack holds nothing for the four-tuple (CLOSED).
     pub fn state(&self) -> Option<&'static str> {
@@ -739,6 +1046,23 @@ impl Replay {
         }
         for (f, reason) in &self.missing_ok {
             out.push_str(&format!("\nby design, nothing for #{f}: {reason}"));
+        }
+        if self.auto_explain {
+            for pair in &self.pairs {
+                for d in pair.differences() {
+                    if let Some(reason) = self.by_design(pair, &d) {
+                        out.push_str(&format!("\nby design (automatic), {:?} at #{}: {reason}", d.field, pair.frame));
+                    }
+                }
+                if let Some(reason) = pair.ours.is_none().then(|| self.missing_by_design(pair)).flatten() {
+                    out.push_str(&format!("\nby design (automatic), nothing for #{}: {reason}", pair.frame));
+                }
+            }
+            for x in &self.extras {
+                if let Some(reason) = self.extra_by_design(x) {
+                    out.push_str(&format!("\nby design (automatic), extra ours[{}]: {reason}", x.index));
+                }
+            }
         }
         out
     }
@@ -1034,6 +1358,13 @@ impl Replay {
         self.missing_ok.push((frame, reason.to_string()));
     }
 
+    /// Lets the automatic "by design" table ([`Replay::by_design`], [`Replay::extra_by_design`],
+    /// [`Replay::missing_by_design`]) explain differences, extras and missing segments, in addition to what is
+    /// declared with [`Replay::explain`] and friends.
+    pub fn explain_automatically(&mut self) {
+        self.auto_explain = true;
+    }
+
     /// Ends the pairing: whatever the stack sent that is still unpaired becomes an extra.
     pub fn finish(&mut self) {
         for k in 0..self.sent.len() {
@@ -1041,7 +1372,7 @@ impl Replay {
                 self.sent[k].consumed = true;
                 let seg = self.our_seg(k);
                 self.log.push(format!("{}  extra  ours[{k}] {seg}", secs(seg.at)));
-                self.extras.push(Extra { before_frame: None, seg });
+                self.extras.push(Extra { before_frame: None, index: k, seg });
             }
         }
     }
@@ -1055,7 +1386,8 @@ impl Replay {
         }
         for pair in &self.pairs {
             if pair.ours.is_none() {
-                if !self.missing_ok.iter().any(|(f, _)| *f == pair.frame) {
+                let by_design = self.auto_explain && self.missing_by_design(pair).is_some();
+                if !by_design && !self.missing_ok.iter().any(|(f, _)| *f == pair.frame) {
                     problems.push(format!("#{}: the stack sent nothing for {}", pair.frame, pair.captured));
                 }
                 continue;
@@ -1065,7 +1397,8 @@ impl Replay {
                 let explained = self
                     .explanations
                     .iter()
-                    .any(|e| e.field == d.field && (e.frame.is_none() || e.frame == Some(pair.frame)));
+                    .any(|e| e.field == d.field && (e.frame.is_none() || e.frame == Some(pair.frame)))
+                    || (self.auto_explain && self.by_design(pair, d).is_some());
                 if !explained {
                     problems.push(format!("#{}: unexplained difference {d}", pair.frame));
                 }
@@ -1087,7 +1420,8 @@ impl Replay {
             }
         }
         for x in &self.extras {
-            if !self.extra_rules.iter().any(|(rule, _)| rule(x)) {
+            let by_design = self.auto_explain && self.extra_by_design(x).is_some();
+            if !by_design && !self.extra_rules.iter().any(|(rule, _)| rule(x)) {
                 problems.push(format!("unexplained extra segment (before #{:?}): {}", x.before_frame, x.seg));
             }
         }
@@ -1128,8 +1462,12 @@ impl Replay {
             let (tcp, payload) = TcpHeader::parse_v4(rest, ip.src, ip.dst).expect("a valid segment");
             let seg =
                 self.seg(View::Peer, frame, self.now, (ip.src, ip.dst), (self.peer_mac, self.host_mac), &tcp, payload);
-            let note = self.translate(&mut datagram[hl..], &tcp);
+            let mut note = self.translate(&mut datagram[hl..], &tcp);
             fix_checksums(&mut datagram);
+            if let Some(bad) = frame.filter(|_| !self.fix_checksums).and_then(|f| self.frame(f).bad_checksums) {
+                restore_bad_checksums(&mut datagram, bad);
+                note.push_str("  (injected with its wrong checksum as captured)");
+            }
             let tag = frame.map_or("     ".to_string(), |f| format!("#{f:<4}"));
             format!("{}  {tag} peer  {seg}{note}", secs(self.now))
         };
@@ -1139,6 +1477,7 @@ impl Replay {
         frame_bytes[14..].copy_from_slice(&datagram);
         let mut out = Vec::new();
         self.stack.receive(self.now, &frame_bytes, &mut out);
+        self.wire.push(WireFrame { at: self.now, into_stack: true, bytes: frame_bytes });
         self.collect(out);
         self.settle();
     }
@@ -1211,13 +1550,14 @@ impl Replay {
         while !queue.is_empty() {
             let mut replies = Vec::new();
             for frame in queue {
+                self.wire.push(WireFrame { at: self.now, into_stack: false, bytes: frame.clone() });
                 if let Some(arp) = parse_arp(&frame) {
                     if arp.op == ArpOp::Request && arp.target_ip == self.next_hop {
                         let mut f = vec![0u8; 42];
-                        ethernet::write_header(&mut f, arp.sender_mac, self.peer_mac, ethertype::ARP);
+                        ethernet::write_header(&mut f, arp.sender_mac, self.router_mac, ethertype::ARP);
                         ArpPacket {
                             op: ArpOp::Reply,
-                            sender_mac: self.peer_mac,
+                            sender_mac: self.router_mac,
                             sender_ip: self.next_hop,
                             target_mac: arp.sender_mac,
                             target_ip: arp.sender_ip,
@@ -1225,6 +1565,7 @@ impl Replay {
                         .emit(&mut f[14..]);
                         let mut more = Vec::new();
                         self.stack.receive(self.now, &f, &mut more);
+                        self.wire.push(WireFrame { at: self.now, into_stack: true, bytes: f });
                         replies.extend(more);
                     }
                     self.other_frames.push((self.now, frame));
@@ -1358,7 +1699,7 @@ impl Replay {
                     self.sent[j].consumed = true;
                     let seg = self.our_seg(j);
                     self.log.push(format!("{}  extra  ours[{j}] {seg}", secs(seg.at)));
-                    self.extras.push(Extra { before_frame: Some(number), seg });
+                    self.extras.push(Extra { before_frame: Some(number), index: j, seg });
                 }
             }
             self.sent[k].consumed = true;
@@ -1402,11 +1743,39 @@ fn parse_captured(number: usize, at: Instant, frame: Option<Vec<u8>>, truncated:
     if datagram.len() < header.header_len + 20 {
         return None;
     }
+    let as_captured = checksum_fields(&datagram);
     fix_checksums(&mut datagram);
+    let right = checksum_fields(&datagram);
+    let bad_checksums = (as_captured.0 != right.0, as_captured.1 != right.1);
+    let bad_checksums = match bad_checksums {
+        (false, false) => None,
+        (ip, tcp) => Some((ip.then_some(as_captured.0), tcp.then_some(as_captured.1))),
+    };
     let (ip, rest) = Ipv4Header::parse(&datagram).ok()?;
     let (tcp, payload) = TcpHeader::parse_v4(rest, ip.src, ip.dst).ok()?;
     let payload = payload.to_vec();
-    Some(Captured { number, at, side: Side::Peer, macs: (eth.src(), eth.dst()), datagram, ip, tcp, payload })
+    let macs = (eth.src(), eth.dst());
+    Some(Captured { number, at, side: Side::Peer, macs, datagram, bad_checksums, ip, tcp, payload })
+}
+
+/// The IP header checksum and the TCP checksum fields of a datagram.
+fn checksum_fields(datagram: &[u8]) -> (u16, u16) {
+    let hl = usize::from(datagram[0] & 0x0f) * 4;
+    (u16::from_be_bytes([datagram[10], datagram[11]]), u16::from_be_bytes([datagram[hl + 16], datagram[hl + 17]]))
+}
+
+/// Puts back a capture's wrong checksums into a datagram whose checksums were recomputed: each field that was
+/// wrong as captured gets its captured value again (or, should that now happen to be right, another wrong one).
+fn restore_bad_checksums(datagram: &mut [u8], captured: (Option<u16>, Option<u16>)) {
+    let hl = usize::from(datagram[0] & 0x0f) * 4;
+    let (ip_now, tcp_now) = checksum_fields(datagram);
+    let wrong = |now: u16, was: u16| if was == now { now ^ 0x0001 } else { was };
+    if let Some(was) = captured.0 {
+        datagram[10..12].copy_from_slice(&wrong(ip_now, was).to_be_bytes());
+    }
+    if let Some(was) = captured.1 {
+        datagram[hl + 16..hl + 18].copy_from_slice(&wrong(tcp_now, was).to_be_bytes());
+    }
 }
 
 /// [`Order::Causal`]: the capture's order, except that a segment whose ACK covers sequence numbers the other
@@ -1418,8 +1787,14 @@ fn causal_order(
     mid_stream: bool,
 ) -> (Vec<usize>, Vec<String>) {
     let isn = |side: Side| if side == Side::Host { host_isn } else { peer_isn };
-    // The end of what each side has sent so far; a mid-stream capture starts after its (assumed) handshake.
-    let mut sent_end = [Side::Host, Side::Peer].map(|s| if mid_stream { isn(s).map(|i| i + 1) } else { None });
+    // The end of what each side has sent so far; a mid-stream capture starts after its (assumed) handshake, and
+    // what a side sent before its first captured segment was sent before the capture began.
+    let first_seq = |side: Side| segs.iter().find(|s| s.side == side).map(|s| s.tcp.seq);
+    let start = |side: Side| match (isn(side).map(|i| i + 1), first_seq(side)) {
+        (Some(a), Some(b)) => Some(if b.0.wrapping_sub(a.0) as i32 > 0 { b } else { a }),
+        (a, b) => a.or(b),
+    };
+    let mut sent_end = [Side::Host, Side::Peer].map(|s| if mid_stream { start(s) } else { None });
     let slot = |side: Side| usize::from(side == Side::Peer);
     let other = |side: Side| if side == Side::Host { Side::Peer } else { Side::Host };
     let mut order: Vec<usize> = Vec::new();

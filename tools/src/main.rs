@@ -1,5 +1,6 @@
-//! `ustack`: run the user-space stack on a real interface (`serve`), look at a running one's sockets (`ss`), or
-//! watch it talk to the Linux kernel (`demo`).
+//! `ustack`: run the user-space stack on a real interface (`serve`), look at a running one's sockets (`ss`),
+//! watch it talk to the Linux kernel (`demo`), run packetdrill scripts against it (`script`) or replay a real
+//! capture through it (`replay`).
 //!
 //! Every failure ends as one sentence on stderr (`ustack: ...`) and a non-zero exit status, never a backtrace:
 //! the people who run this are trying the stack out, and a panic message would tell them nothing useful.
@@ -11,6 +12,8 @@ mod control;
 mod demo;
 mod echo;
 mod http;
+mod replay;
+mod script;
 mod serve;
 mod signals;
 mod tcp_services;
@@ -36,6 +39,12 @@ enum Command {
     Ss(control::SsArgs),
     /// Show the stack talking to the Linux kernel step by step (or to a second ustack when not root).
     Demo(demo::DemoArgs),
+    /// Run packetdrill-syntax scripts against ustack in-process, on virtual time: PASS, FAIL or SKIPPED each,
+    /// with a tcpdump-style trace.
+    Script(script::ScriptArgs),
+    /// Replay a capture through a fresh ustack playing one of its hosts, the application played as the
+    /// capture implies; write what the stack sent as a pcap and compare it side by side with the capture.
+    Replay(Box<replay::ReplayArgs>),
 }
 
 /// Exit status for a command that ran and failed (bad arguments exit with clap's 2).
@@ -67,6 +76,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => serve::run(*args, &interrupt),
         Command::Demo(args) => demo::run(args, &interrupt),
         Command::Ss(args) => control::run_ss(args),
+        Command::Script(args) => script::run(args),
+        Command::Replay(args) => replay::run(*args),
     }
 }
 

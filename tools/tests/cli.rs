@@ -376,3 +376,222 @@ fn serve_http_keep_alive_echo_and_ss() {
     let gone = ustack(&["ss", "--control", &control]);
     assert_eq!(gone.status.code(), Some(1));
 }
+
+// -------------------------------------------------------------------------------------------------------------
+// `ustack script` and `ustack replay`: in-process, virtual time, no privileges needed.
+
+/// A file of the workspace (scripts and captures).
+fn workspace_file(relative: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative).display().to_string()
+}
+
+/// A passive open with one exchange of data, as a script; `ack` is what the stack's data segment must
+/// acknowledge (2 is wrong: the peer sent nothing but its SYN).
+fn handshake_script(ack: u32) -> String {
+    format!(
+        "\
+0     socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0    setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0    bind(3, ..., ...) = 0
++0    listen(3, 1) = 0
++0    < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
++0    > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 7>
++.1   < . 1:1(0) ack 1 win 257
++0    accept(3, ..., ...) = 4
++0    write(4, ..., 10) = 10
++0    > P. 1:11(10) ack {ack}
+"
+    )
+}
+
+#[test]
+fn script_passes_quietly_and_prints_the_trace_with_v() {
+    let dir = TempDir::new("script-pass");
+    let path = dir.file("pass.pkt");
+    std::fs::write(&path, handshake_script(1)).unwrap();
+    let out = ustack(&["script", &path]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&out.stderr));
+    assert!(stdout.starts_with("PASS pass.pkt (0.100 s of virtual time)"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "no trace without -v:\n{stdout}");
+
+    let out = ustack(&["script", "-v", &path, &workspace_file("tests/scripts/handshake-active.pkt")]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("S. 0:0(0) ack 1 win 64240"), "the trace, tcpdump-style:\n{stdout}");
+    assert!(stdout.contains("PASS handshake-active.pkt"), "{stdout}");
+    assert!(stdout.contains("2 scripts: 2 passed, 0 failed, 0 skipped"), "{stdout}");
+}
+
+#[test]
+fn script_failure_names_the_line_expected_and_actual() {
+    let dir = TempDir::new("script-fail");
+    let (good, bad) = (dir.file("good.pkt"), dir.file("bad.pkt"));
+    std::fs::write(&good, handshake_script(1)).unwrap();
+    std::fs::write(&bad, handshake_script(2)).unwrap();
+    let out = ustack(&["script", &good, &bad]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}");
+    assert_eq!(text(&out.stderr).trim(), "ustack: 1 of 2 scripts failed");
+    assert!(stdout.contains("PASS good.pkt"), "{stdout}");
+    assert!(stdout.contains("FAIL bad.pkt at line 10"), "{stdout}");
+    assert!(stdout.contains("  line 10: ") && stdout.contains("tcp_ack_seq"), "{stdout}");
+    assert!(stdout.contains("  expected: +0    > P. 1:11(10) ack 2"), "{stdout}");
+    assert!(stdout.contains("  actual:   ") && stdout.contains("P. 1:11(10) ack 1"), "{stdout}");
+    assert!(stdout.contains("trace (") && stdout.contains("line 9: write(4, ..., 10) = 10"), "{stdout}");
+    assert!(stdout.contains("2 scripts: 1 passed, 1 failed, 0 skipped"), "{stdout}");
+
+    // Options of the interpreter: a tolerance, an address.
+    let out = ustack(&["script", "--tolerance-usecs", "1000", "--local-ip", "10.0.0.9", &good]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(text(&ustack(&["script", "-v", "--local-ip", "10.0.0.9", &good]).stdout).contains("10.0.0.9:8080"));
+
+    let out = ustack(&["script", &dir.file("missing.pkt")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("cannot read"), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stderr).lines().count(), 1);
+}
+
+/// `ustack replay CAPTURE ARGS --output DIR/out.pcap`: the status, stdout and the capture written.
+fn replay(capture: &str, args: &[&str], dir: &TempDir) -> (Option<i32>, String, String, String) {
+    let output = dir.file("out.pcap");
+    let capture = workspace_file(&format!("pcaps/{capture}"));
+    let out = ustack(&[&["replay", &capture][..], args, &["--output", &output]].concat());
+    (out.status.code(), text(&out.stdout), text(&out.stderr), output)
+}
+
+/// `tshark -r FILE` when tshark is installed (nothing when it is not).
+fn tshark(path: &str) -> Option<String> {
+    let out = Command::new("tshark").args(["-n", "-r", path]).stderr(Stdio::null()).output().ok()?;
+    assert!(out.status.success(), "tshark could not read {path}");
+    Some(text(&out.stdout))
+}
+
+#[test]
+fn replay_03_as_the_client_matches_every_segment_and_writes_a_conversation() {
+    let dir = TempDir::new("replay-03");
+    let (code, stdout, stderr, output) = replay("03_dns_over_tcp_full_lifecycle.pcap", &["--as", "192.168.1.11"], &dir);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("ustack plays 192.168.1.11:33779, the peer is 209.87.249.18:53"), "{stdout}");
+    assert!(stdout.contains("connect() from the host's address just before #1"), "{stdout}");
+    assert!(stdout.contains("app: send() 58 bytes") && stdout.contains("app: recv() 226 bytes"), "{stdout}");
+    assert!(stdout.contains("app: shutdown(SHUT_WR)"), "{stdout}");
+    // Side by side: each host segment next to the stack's, identical or differing by design only.
+    let row =
+        |frame: &str| stdout.lines().find(|l| l.starts_with(frame)).unwrap_or_else(|| panic!("{frame}: {stdout}"));
+    assert!(row("#1 ").contains("> S   seq 0 win 64240") && row("#1 ").contains("~ TS val"), "{stdout}");
+    assert!(row("#2 ").contains("< S.  seq 0 ack 1") && row("#2 ").contains("injected"), "{stdout}");
+    assert!(row("#3 ").ends_with("= same"), "{stdout}");
+    assert!(row("#4 ").contains("P.  seq 1 ack 1 win 64240 len 58") && row("#4 ").ends_with("= same"), "{stdout}");
+    assert!(row("#8 ").contains("F.  seq 59 ack 227") && row("#8 ").contains("~ win 65535 ["), "{stdout}");
+    assert!(stdout.contains("by design: TSval comes from our own clock"), "{stdout}");
+    assert!(stdout.contains("6 frames of the host: 2 identical, 4 differ only by design, 0 differ, 0 missing"));
+    assert!(stdout.contains("verdict: faithful"), "{stdout}");
+    assert!(stdout.contains(&format!("wrote 13 frames (into and out of ustack) to {output}")), "{stdout}");
+
+    // Both directions, on the capture's own clock: the priming ARP, then the 11 segments.
+    let written = ustack_netdev::pcap::read_file(&output).unwrap();
+    assert_eq!(written.packets.len(), 13);
+    let original = ustack_netdev::pcap::read_file(workspace_file("pcaps/03_dns_over_tcp_full_lifecycle.pcap")).unwrap();
+    assert_eq!(written.packets[2].ts, original.packets[0].ts, "our SYN at the time of the captured SYN");
+    if let Some(list) = tshark(&output) {
+        assert_eq!(list.lines().count(), 13, "{list}");
+        assert!(list.contains("Standard query 0x4319 A www.tcpdump.org"), "{list}");
+        assert!(list.contains("Standard query response 0x4319"), "{list}");
+        assert!(list.contains("33779 → 53 [FIN, ACK]") || list.contains("33779 > 53 [FIN, ACK]"), "{list}");
+    }
+}
+
+#[test]
+fn replay_05_as_the_server_without_listener_sends_the_captured_reset() {
+    let dir = TempDir::new("replay-05");
+    let (code, stdout, stderr, output) = replay("05_tcp_syn_refused_rst.pcapng", &["--as", "192.168.100.1"], &dir);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("nothing listens (the capture's host did not accept the SYN)"), "{stdout}");
+    let rst = stdout.lines().find(|l| l.starts_with("#2 ")).unwrap();
+    assert!(rst.contains("> R.  seq 0 ack 1 win 0 len 0") && rst.contains("= same"), "{stdout}");
+    assert!(stdout.contains("1 frame of the host: 1 identical"), "{stdout}");
+    assert_eq!(captured_frames(&output), 4, "the priming ARP exchange, the SYN and the reset");
+}
+
+#[test]
+fn replay_14_answers_the_echo_requests() {
+    let dir = TempDir::new("replay-14");
+    let (code, stdout, stderr, output) = replay("14_icmpv4_echo.pcap", &["--as", "74.125.225.99"], &dir);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("gateway at 74.125.225.1 with the capture's router MAC c8:bc:c8:00:00:00"), "{stdout}");
+    for (frame, seq) in [("#2 ", 0), ("#4 ", 1)] {
+        let row = stdout.lines().find(|l| l.starts_with(frame)).unwrap();
+        assert!(row.contains(&format!("ICMP echo reply, id 34844, seq {seq}, length 64")), "{row}");
+        assert!(row.contains("~ ttl 64 [") && row.contains("id "), "TTL and IP ID differ, by design: {row}");
+    }
+    assert!(stdout.contains("the capture shows 56"), "{stdout}");
+    assert!(stdout.contains("2 frames of the host: 0 identical, 2 differ only by design, 0 differ, 0 missing"));
+    if let Some(list) = tshark(&output) {
+        assert_eq!(list.matches("Echo (ping) reply").count(), 2, "{list}");
+    }
+
+    // The pinging side: no application can make ustack send an echo request, which the report says.
+    let (code, stdout, _, _) = replay("14_icmpv4_echo.pcap", &["--as", "10.0.0.1"], &dir);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("not reproducible") && stdout.contains("no ICMP (ping) sockets"), "{stdout}");
+}
+
+#[test]
+fn replay_01_both_ends_of_the_handshake() {
+    let dir = TempDir::new("replay-01");
+    let (code, stdout, _, _) = replay("01_tcp_handshake.pcapng", &["--as", "172.16.16.128"], &dir);
+    assert_eq!(code, Some(0), "{stdout}");
+    let syn = stdout.lines().find(|l| l.starts_with("#1 ")).unwrap();
+    assert!(syn.contains("~ win 64240 [") && syn.contains("wscale 7 [") && syn.contains("TS yes ["), "{syn}");
+    assert!(stdout.contains("we offer window shift 7"), "{stdout}");
+
+    let (code, stdout, _, _) = replay("01_tcp_handshake.pcapng", &["--as", "212.58.226.142:80", "--full"], &dir);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("app: listen() on 212.58.226.142:80"), "{stdout}");
+    assert!(stdout.contains("app: accept() = the connection from 172.16.16.128:2826"), "{stdout}");
+    let syn_ack = stdout.lines().find(|l| l.starts_with("#2 ")).unwrap();
+    assert!(syn_ack.contains("~ S.  seq 0 ack 1 win 64240 <mss 1460,sackOK,wscale 7> len 0"), "{syn_ack}");
+    assert!(syn_ack.contains("mss 1460 ["), "{syn_ack}");
+}
+
+#[test]
+fn replay_checksums_addresses_and_bad_arguments() {
+    let dir = TempDir::new("replay-misc");
+    // Fixture 02's server frames carry offloaded checksums: as captured, the stack drops them.
+    let (code, stdout, stderr, _) = replay("02_http_ipv4_ipv6_full_lifecycle.pcapng", &["--as", "172.16.16.140"], &dir);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("checksum wrong as captured: injected so, the stack drops it"), "{stdout}");
+    assert!(stdout.contains("--fix-checksums"), "{stdout}");
+    assert!(stderr.starts_with("ustack: ustack differs from the capture's host in 5 ways"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1);
+    let (code, stdout, _, _) =
+        replay("02_http_ipv4_ipv6_full_lifecycle.pcapng", &["--as", "172.16.16.140", "--fix-checksums"], &dir);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("checksum wrong as captured: repaired"), "{stdout}");
+    assert!(stdout.contains("#11-#20 (IPv6: ustack is IPv4-only)"), "{stdout}");
+
+    // The stack at another address: the capture's is rewritten in every frame.
+    let (code, stdout, _, output) = replay("16_udp_dns_query_response.pcap", &["--local", "10.1.2.3"], &dir);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("the capture's 209.87.249.18 is rewritten to 10.1.2.3"), "{stdout}");
+    assert!(stdout.contains("app: sendto() 224 bytes from :53 to 192.168.1.11:43966"), "{stdout}");
+    if let Some(list) = tshark(&output) {
+        assert!(list.contains("10.1.2.3 → 192.168.1.11") || list.contains("10.1.2.3 -> 192.168.1.11"), "{list}");
+        assert!(list.contains("Standard query response 0x5934"), "{list}");
+    }
+
+    let out = ustack(&["replay", &workspace_file("pcaps/03_dns_over_tcp_full_lifecycle.pcap")]);
+    assert_eq!(out.status.code(), Some(2), "--as or --local is required");
+    let out = ustack(&["replay", &workspace_file("pcaps/03_dns_over_tcp_full_lifecycle.pcap"), "--as", "10.9.9.9"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("10.9.9.9 does not appear in") && stderr.contains("192.168.1.11, 209.87.249.18"));
+    let missing = dir.file("nothing.pcap");
+    let out = ustack(&["replay", &missing, "--as", "10.0.0.1"]);
+    assert_eq!(text(&out.stderr).trim(), format!("ustack: there is no capture file at {missing}"));
+    let out = ustack(&["replay", &workspace_file("pcaps/03_dns_over_tcp_full_lifecycle.pcap"), "--as", "1.2.3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("is not an IPv4 address"), "{}", text(&out.stderr));
+}

@@ -1,21 +1,21 @@
-//! The interpreter: runs a parsed script against a ustack [`Stack`] on a virtual clock.
+//! The interpreter: runs a parsed script against a system under test ([`Sut`]): ustack on a virtual clock or
+//! the Linux kernel on the wall clock.
 
 use super::ast::*;
-use super::config::{Config, GATEWAY_MAC, LOCAL_MAC};
+use super::config::{Config, GATEWAY_MAC};
+pub use super::sut::START;
+use super::sut::{OptVal, Sut};
 use super::symbols;
 use super::trace;
 use crate::frames;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 use ustack::wire::arp::ArpOp;
 use ustack::wire::checksum;
-use ustack::wire::ipv4::{Ipv4Cidr, Ipv4Header};
-use ustack::{Domain, Errno, Fd, Instant, MsgFlags, Readiness, Shutdown, SockType, Stack};
-
-/// Virtual time of the script's time 0.
-pub const START: Instant = Instant::from_secs(1);
+use ustack::wire::ipv4::Ipv4Header;
+use ustack::{Errno, Fd, Instant};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -269,8 +269,8 @@ struct LastEvent {
 pub(crate) struct Runner<'a> {
     cfg: Config,
     script: &'a Script,
-    pub(crate) stack: Stack,
-    pub(crate) now: Instant,
+    /// The system under test.
+    system: Box<dyn Sut>,
     sent: VecDeque<Sent>,
     pub(crate) trace: Vec<String>,
     fds: HashMap<i64, Fd>,
@@ -285,26 +285,12 @@ pub(crate) struct Runner<'a> {
 }
 
 impl<'a> Runner<'a> {
-    pub(crate) fn new(cfg: Config, script: &'a Script) -> Runner<'a> {
-        let cidr = Ipv4Cidr::new(cfg.local_ip, cfg.prefix_len).unwrap_or_else(|| {
-            Ipv4Cidr::new(cfg.local_ip, 16).unwrap_or_else(|| unreachable!("a /16 prefix is always valid"))
-        });
-        let mut sc = cfg.profile.stack_config(LOCAL_MAC, cidr);
-        sc.gateway = Some(cfg.gateway_ip);
-        sc.mtu = cfg.mtu;
-        // Keep the gateway's ARP entry for the longest script; requests are answered anyway.
-        sc.arp.reachable_time = Duration::from_secs(365 * 24 * 3600);
-        if let Some(t) = &cfg.tweak {
-            t(&mut sc);
-        }
-        let mut stack = Stack::new(sc);
-        frames::prime_arp(&mut stack, START, cfg.gateway_ip, GATEWAY_MAC);
+    pub(crate) fn new(cfg: Config, script: &'a Script, sut: Box<dyn Sut>) -> Runner<'a> {
         Runner {
             next_remote_port: cfg.first_remote_port,
             cfg,
             script,
-            stack,
-            now: START,
+            system: sut,
             sent: VecDeque::new(),
             trace: Vec::new(),
             fds: HashMap::new(),
@@ -318,8 +304,13 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// The clock of the system under test.
+    pub(crate) fn now(&self) -> Instant {
+        self.system.now()
+    }
+
     fn now_usecs(&self) -> i64 {
-        (self.now.saturating_since(START).as_nanos() / 1000) as i64
+        (self.now().saturating_since(START).as_nanos() / 1000) as i64
     }
 
     fn at(usecs: i64) -> Instant {
@@ -338,22 +329,21 @@ impl<'a> Runner<'a> {
     // -----------------------------------------------------------------------------------------------------
     // The clock.
 
-    /// Polls the stack now and collects what it sends.
+    /// Polls the system under test now and collects what it sends.
     fn poll_now(&mut self) {
         let mut out: Vec<Vec<u8>> = Vec::new();
-        self.stack.poll(self.now, &mut out);
+        self.system.poll(&mut out);
         self.collect(out);
         self.retry_pending();
     }
 
-    /// Moves the clock to `target`, polling at every deadline of the stack on the way.
+    /// Moves the clock to `target`, polling at every deadline of the system on the way (virtual clock), or
+    /// collecting what it sends until then (wall clock).
     fn advance_to(&mut self, target: Instant) {
         let mut same_instant = 0u32;
-        while let Some(at) = self.stack.poll_at() {
-            if at > target {
-                break;
-            }
-            if at <= self.now {
+        let mut last = self.now();
+        while self.step_towards(target) {
+            if self.now() <= last {
                 same_instant += 1;
                 if same_instant > 10_000 {
                     self.note("(the stack keeps asking for a poll at the same instant; moving on)".into());
@@ -361,49 +351,35 @@ impl<'a> Runner<'a> {
                 }
             } else {
                 same_instant = 0;
-                self.now = at;
+                last = self.now();
             }
-            self.poll_now();
-        }
-        if target > self.now {
-            self.now = target;
         }
         self.poll_now();
     }
 
-    /// One step towards `limit`: to the stack's next deadline if it comes first, else to `limit`. Returns
-    /// false when the clock is already at `limit` and the stack has nothing due.
+    /// One step towards `limit` (see [`Sut::wait`]), then a poll. Returns false when the clock is already at
+    /// `limit` and nothing is due.
     fn step_towards(&mut self, limit: Instant) -> bool {
-        match self.stack.poll_at() {
-            Some(at) if at <= self.now => {
-                self.poll_now();
-                true
-            }
-            Some(at) if at <= limit => {
-                self.advance_to(at);
-                true
-            }
-            _ if self.now < limit => {
-                self.advance_to(limit);
-                true
-            }
-            _ => false,
+        if !self.system.wait(limit) {
+            return false;
         }
+        self.poll_now();
+        true
     }
 
     fn collect(&mut self, frames_out: Vec<Vec<u8>>) {
         for f in frames_out {
             if let Some(arp) = frames::parse_arp(&f) {
-                if arp.op == ArpOp::Request {
-                    let reply = frames::arp_reply(GATEWAY_MAC, arp.target_ip, LOCAL_MAC, self.cfg.local_ip);
+                if arp.op == ArpOp::Request && arp.target_ip != self.cfg.local_ip {
+                    let reply = frames::arp_reply(GATEWAY_MAC, arp.target_ip, arp.sender_mac, arp.sender_ip);
                     let mut out = Vec::new();
-                    self.stack.receive(self.now, &reply, &mut out);
+                    self.system.receive(&reply, &mut out);
                     self.collect(out);
                 }
                 continue;
             }
             let Some((ip, payload)) = frames::parse_ipv4(&f) else { continue };
-            let sent = Sent { at: self.now, ip, payload };
+            let sent = Sent { at: self.now(), ip, payload };
             let text = self.describe_sent(&sent);
             self.note(format!(">  {text}"));
             self.sent.push_back(sent);
@@ -461,6 +437,16 @@ impl<'a> Runner<'a> {
     // -----------------------------------------------------------------------------------------------------
     // Time checks.
 
+    /// How far an event expected at `expected` may be from it: `--tolerance_usecs`, or `--tolerance_percent` of
+    /// the time since the previous event at `last` when that is more.
+    fn tolerance(&self, expected: i64, last: Option<i64>) -> i64 {
+        let tol = self.cfg.tolerance_usecs as i64;
+        match last {
+            Some(last) => tol.max((self.cfg.tolerance_percent / 100.0 * (expected - last) as f64) as i64),
+            None => tol,
+        }
+    }
+
     /// packetdrill's `verify_time`.
     fn verify_time(
         &self,
@@ -474,11 +460,7 @@ impl<'a> Runner<'a> {
         if time == EventTime::Any {
             return Ok(());
         }
-        let mut tol = self.cfg.tolerance_usecs as i64;
-        if let Some(last) = last {
-            let dynamic = (self.cfg.tolerance_percent / 100.0 * (expected - last) as f64) as i64;
-            tol = tol.max(dynamic);
-        }
+        let tol = self.tolerance(expected, last);
         if let Some(end) = expected_end {
             if actual < expected - tol || actual > end + tol {
                 return Err(format!(
@@ -520,7 +502,7 @@ impl<'a> Runner<'a> {
     /// Waits until the event's time and checks the clock did not already pass it.
     fn wait_for(&mut self, ev: &Event, t: i64, what: &str) -> Result<(), Failure> {
         let target = Self::at(t);
-        if target > self.now {
+        if target > self.now() {
             self.advance_to(target);
         }
         if let Some(f) = self.failure.take() {
@@ -558,9 +540,12 @@ impl<'a> Runner<'a> {
             let inbound_packet = matches!(&ev.action, Action::Packet(p) if p.direction == Direction::Inbound);
             self.last = Some(LastEvent { usecs: t, inbound_packet });
         }
-        // packetdrill waits up to a second for a blocking call still in progress.
-        if self.pending.is_some() {
-            let limit = self.now + Duration::from_secs(1);
+        // packetdrill waits up to a second for a blocking call still in progress; here also until the latest
+        // time its end time allows.
+        if let Some(p) = &self.pending {
+            let last = self.last.map(|l| l.usecs);
+            let latest = Self::at(p.end_usecs + self.tolerance(p.end_usecs, last));
+            let limit = (self.now() + Duration::from_secs(1)).max(latest);
             while self.pending.is_some() && self.step_towards(limit) {}
         }
         if let Some(f) = self.failure.take() {
@@ -614,7 +599,7 @@ impl<'a> Runner<'a> {
 
     fn send_ip(&mut self, protocol: u8, payload: &[u8]) {
         let frame = frames::ipv4_frame(
-            (GATEWAY_MAC, LOCAL_MAC),
+            (GATEWAY_MAC, self.system.mac()),
             self.cfg.remote_ip,
             self.cfg.local_ip,
             protocol,
@@ -623,7 +608,7 @@ impl<'a> Runner<'a> {
         );
         self.ip_ident = self.ip_ident.wrapping_add(1);
         let mut out = Vec::new();
-        self.stack.receive(self.now, &frame, &mut out);
+        self.system.receive(&frame, &mut out);
         self.collect(out);
         self.poll_now();
     }
@@ -827,7 +812,7 @@ impl<'a> Runner<'a> {
         };
         let tol = Duration::from_micros(self.cfg.tolerance_usecs);
         let deadline = match ev.time {
-            EventTime::Any => self.now + Duration::from_secs(3600),
+            EventTime::Any => self.now() + Duration::from_secs(3600),
             _ => {
                 let last = self.last.map_or(0, |l| l.usecs);
                 let end = t_end.unwrap_or(t);
@@ -918,7 +903,9 @@ impl<'a> Runner<'a> {
                 c.local_port = Some(seg.src_port);
                 c.phase = Phase::ActiveSynSent;
             }
-            if seg.flags & 0x02 != 0 && spec.flags & 0x02 != 0 && c.live_isn.is_none() {
+            // Every expected SYN gives the ISN anew: a later connection on the same ports (a SYN that reuses a
+            // TIME-WAIT four-tuple) has a new one; a retransmitted SYN has the same.
+            if seg.flags & 0x02 != 0 && spec.flags & 0x02 != 0 {
                 c.live_isn = Some(seg.seq);
                 c.script_isn = spec.seq;
             }
@@ -1138,7 +1125,7 @@ impl<'a> Runner<'a> {
         let mut call = Call { name: spec.name.clone(), args, progress: 0, wake: None, check: None, blocking: false };
         if let Some(end_usecs) = end {
             if self.pending.is_some() {
-                let limit = self.now + Duration::from_secs(1);
+                let limit = self.now() + Duration::from_secs(1);
                 while self.pending.is_some() && self.step_towards(limit) {}
                 if let Some(f) = self.failure.take() {
                     return Err(f);
@@ -1167,7 +1154,7 @@ impl<'a> Runner<'a> {
         }
         // A call without an end time runs on packetdrill's main thread: if it blocks, nothing else in the
         // script happens until it returns; only the stack's own timers move things on.
-        let started = self.now;
+        let started = self.now();
         loop {
             match self.attempt(&mut call) {
                 Attempt::Done(r) => {
@@ -1178,13 +1165,30 @@ impl<'a> Runner<'a> {
                 Attempt::Block => {
                     self.poll_now();
                     let limit = started + self.cfg.block_limit;
-                    let wake = match (self.stack.poll_at(), call.wake) {
+                    if !self.system.is_virtual() {
+                        // On the wall clock the call returns when the kernel lets it; wait for that, bounded.
+                        if self.now() >= limit {
+                            return Err(Self::fail(
+                                ev,
+                                format!(
+                                    "{} still blocks after {} s (a blocking socket and no `...` end time: \
+                                     packetdrill would hang here)",
+                                    spec.name,
+                                    self.cfg.block_limit.as_secs()
+                                ),
+                                None,
+                            ));
+                        }
+                        self.step_towards(call.wake.map_or(limit, |w| w.min(limit)));
+                        continue;
+                    }
+                    let wake = match (self.system.deadline(), call.wake) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };
                     match wake {
                         Some(at) if at <= limit => {
-                            let at = at.max(self.now);
+                            let at = at.max(self.now());
                             self.advance_to(at);
                         }
                         _ => {
@@ -1266,7 +1270,10 @@ impl<'a> Runner<'a> {
             return Err(Self::fail(ev, msg.clone(), actual));
         }
         if let Some((end_usecs, time)) = end {
-            self.verify_time(time, end_usecs, None, self.now_usecs(), None, "system call return")
+            // The tolerance grows with the time since the script's previous event, as for any event (a call
+            // that returns when a kernel timer fires is as late as the timer).
+            let last = self.last.map(|l| l.usecs);
+            self.verify_time(time, end_usecs, None, self.now_usecs(), last, "system call return")
                 .map_err(|e| Self::fail(ev, e, actual))?;
         }
         Ok(())
@@ -1282,12 +1289,9 @@ impl<'a> Runner<'a> {
         match call.name.as_str() {
             "socket" => {
                 let ty = a.get(1).and_then(Value::int).unwrap_or(1);
-                let domain = match a.first().and_then(Value::int) {
-                    Some(10) => Domain::Inet6,
-                    _ => Domain::Inet,
-                };
-                let (sock_ty, proto) = if ty & 0xf == 2 { (SockType::Dgram, UDP) } else { (SockType::Stream, TCP) };
-                let r = self.stack.socket(domain, sock_ty);
+                let domain = a.first().and_then(Value::int).unwrap_or(2);
+                let proto = if ty & 0xf == 2 { UDP } else { TCP };
+                let r = self.system.socket(domain, ty);
                 if let Ok(new) = r {
                     if ty & symbols::SOCK_NONBLOCK != 0 {
                         self.nonblocking.insert(new);
@@ -1303,9 +1307,9 @@ impl<'a> Runner<'a> {
             }
             "bind" => {
                 let addr = self.sockaddr(a.get(1), local);
-                let r = self.stack.bind(fd, SocketAddr::V4(addr));
+                let r = self.system.bind(fd, addr);
                 if r.is_ok() {
-                    let port = self.stack.getsockname(fd).map(|a| a.port()).unwrap_or(addr.port());
+                    let port = self.system.local_port(fd).unwrap_or(addr.port());
                     if let Some(ci) = self.conn_of_fd(fd) {
                         self.conns[ci].local_port = Some(port);
                     }
@@ -1314,9 +1318,9 @@ impl<'a> Runner<'a> {
             }
             "listen" => {
                 let backlog = a.get(1).and_then(Value::int).unwrap_or(0) as i32;
-                let r = self.stack.listen(fd, backlog);
+                let r = self.system.listen(fd, backlog);
                 if r.is_ok() {
-                    let port = self.stack.getsockname(fd).map(|a| a.port()).ok();
+                    let port = self.system.local_port(fd);
                     if let Some(ci) = self.conn_of_fd(fd) {
                         self.conns[ci].phase = Phase::Listening;
                         self.conns[ci].local_port = port;
@@ -1327,9 +1331,9 @@ impl<'a> Runner<'a> {
             }
             "accept" => {
                 call.blocking = self.blocking(fd, 0);
-                match self.stack.accept(fd) {
+                match self.system.accept(fd, call.blocking) {
                     Ok((new, peer)) => {
-                        let local_port = self.stack.getsockname(new).map(|a| a.port()).ok();
+                        let local_port = self.system.local_port(new);
                         let ci = match local_port.and_then(|lp| self.conn_for_ports(TCP, lp, peer.port())) {
                             Some(ci) => ci,
                             None => {
@@ -1353,12 +1357,12 @@ impl<'a> Runner<'a> {
                 let addr = self.sockaddr(a.get(1), remote);
                 let ci = self.conn_of_fd(fd);
                 let is_udp = ci.is_some_and(|ci| self.conns[ci].proto == UDP);
-                let r = self.stack.connect(fd, Some(SocketAddr::V4(addr)));
+                let r = self.system.connect(fd, addr, call.blocking && !is_udp);
                 if is_udp {
                     if r.is_ok() {
                         if let Some(ci) = ci {
                             self.conns[ci].remote_port = Some(addr.port());
-                            self.conns[ci].local_port = self.stack.getsockname(fd).map(|a| a.port()).ok();
+                            self.conns[ci].local_port = self.system.local_port(fd);
                         }
                     }
                     return ok0(r);
@@ -1386,15 +1390,8 @@ impl<'a> Runner<'a> {
                 let flags = if call.name == "recv" || call.name == "recvfrom" { Self::msg_flags(a.get(3)) } else { 0 };
                 call.blocking = self.blocking(fd, flags);
                 let count = Self::count_arg(a.get(if call.name == "readv" { 1 } else { 2 }));
-                let mut f = MsgFlags::NONE;
-                for (bit, m) in [(symbols::MSG_PEEK, MsgFlags::PEEK), (symbols::MSG_TRUNC, MsgFlags::TRUNC)] {
-                    if flags & bit != 0 {
-                        f = f | m;
-                    }
-                }
-                let mut buf = vec![0u8; count];
-                match self.stack.recvfrom(fd, &mut buf, f | MsgFlags::DONTWAIT) {
-                    Ok(m) => Done(Ok(m.len as i64)),
+                match self.system.recv(fd, count, flags, call.blocking) {
+                    Ok(n) => Done(Ok(n as i64)),
                     Err(Errno::EAGAIN) if call.blocking => Attempt::Block,
                     Err(e) => Done(Err(e)),
                 }
@@ -1406,25 +1403,26 @@ impl<'a> Runner<'a> {
                 let is_udp = self.conn_of_fd(fd).is_some_and(|ci| self.conns[ci].proto == UDP);
                 if is_udp {
                     let dest = match (call.name.as_str(), a.get(4)) {
-                        ("sendto", Some(v)) => Some(SocketAddr::V4(self.sockaddr(Some(v), remote))),
+                        ("sendto", Some(v)) => Some(self.sockaddr(Some(v), remote)),
                         _ => None,
                     };
-                    let r = self.stack.sendto(fd, &vec![0u8; count], MsgFlags::NONE, dest);
+                    let r = self.system.send(fd, count, flags, dest, false);
                     if r.is_ok() {
                         if let Some(ci) = self.conn_of_fd(fd) {
                             if self.conns[ci].local_port.is_none() {
-                                self.conns[ci].local_port = self.stack.getsockname(fd).map(|a| a.port()).ok();
+                                self.conns[ci].local_port = self.system.local_port(fd);
                             }
                         }
                     }
                     return Done(r.map(|n| n as i64));
                 }
-                loop {
+                // Bounded: each round either takes bytes, blocks or returns.
+                for _ in 0..1_000_000 {
                     let left = count - call.progress;
                     if left == 0 && (count > 0 || call.progress > 0) {
                         return Done(Ok(count as i64));
                     }
-                    match self.stack.send(fd, &vec![0u8; left], MsgFlags::NONE) {
+                    match self.system.send(fd, left, flags, None, call.blocking) {
                         Ok(0) if count == 0 => return Done(Ok(0)),
                         Ok(n) => {
                             call.progress += n;
@@ -1437,9 +1435,10 @@ impl<'a> Runner<'a> {
                         Err(e) => return Done(Err(e)),
                     }
                 }
+                Done(Ok(call.progress as i64))
             }
             "close" => {
-                let r = self.stack.close(fd);
+                let r = self.system.close(fd);
                 if r.is_ok() {
                     self.fds.retain(|_, v| *v != fd);
                     self.nonblocking.remove(&fd);
@@ -1450,55 +1449,43 @@ impl<'a> Runner<'a> {
                 ok0(r)
             }
             "shutdown" => {
-                let how = match a.get(1).and_then(Value::int) {
-                    Some(0) => Shutdown::Read,
-                    Some(1) => Shutdown::Write,
-                    _ => Shutdown::Both,
-                };
-                ok0(self.stack.shutdown(fd, how))
+                let how = a.get(1).and_then(Value::int).unwrap_or(2);
+                ok0(self.system.shutdown(fd, how))
             }
             "setsockopt" => {
                 let level = a.get(1).and_then(Value::int).unwrap_or(-1);
                 let name = a.get(2).and_then(Value::int).unwrap_or(-1);
                 let value = a.get(3);
-                if (level, name) == symbols::SO_LINGER {
+                let v = if (level, name) == symbols::SO_LINGER {
                     let on = value.and_then(|v| v.field("onoff")).and_then(Value::int).unwrap_or(0);
                     let secs = value.and_then(|v| v.field("linger")).and_then(Value::int).unwrap_or(0);
-                    let linger = (on != 0).then(|| Duration::from_secs(secs.max(0) as u64));
-                    return ok0(self.stack.set_linger(fd, linger));
-                }
-                match symbols::sockopt(level, name) {
-                    Some(opt) => {
-                        let v = value.and_then(Value::int).unwrap_or(0) as i32;
-                        ok0(self.stack.setsockopt(fd, opt, v))
-                    }
-                    None => Done(Err(Errno::ENOPROTOOPT)),
-                }
+                    OptVal::Linger((on != 0).then(|| Duration::from_secs(secs.max(0) as u64)))
+                } else {
+                    OptVal::Int(value.and_then(Value::int).unwrap_or(0) as i32)
+                };
+                ok0(self.system.setsockopt(fd, level, name, v))
             }
             "getsockopt" => {
                 let level = a.get(1).and_then(Value::int).unwrap_or(-1);
                 let name = a.get(2).and_then(Value::int).unwrap_or(-1);
                 let want = a.get(3).cloned().unwrap_or(Value::Any);
-                if (level, name) == symbols::SO_LINGER {
-                    let got = match self.stack.linger(fd) {
-                        Ok(l) => l,
-                        Err(e) => return Done(Err(e)),
-                    };
-                    let (on, secs) = got.map_or((0, 0), |d| (1, d.as_secs() as i64));
-                    let want_on = want.field("onoff").and_then(Value::int);
-                    let want_secs = want.field("linger").and_then(Value::int);
-                    if want_on.is_some_and(|w| w != on) || want_secs.is_some_and(|w| w != secs) {
-                        call.check =
-                            Some(format!("getsockopt SO_LINGER: expected {want:?} but got onoff={on}, linger={secs}"));
+                match self.system.getsockopt(fd, level, name) {
+                    Ok(OptVal::Linger(got)) => {
+                        let (on, secs) = got.map_or((0, 0), |d| (1, d.as_secs() as i64));
+                        let want_on = want.field("onoff").and_then(Value::int);
+                        let want_secs = want.field("linger").and_then(Value::int);
+                        if want_on.is_some_and(|w| w != on) || want_secs.is_some_and(|w| w != secs) {
+                            call.check = Some(format!(
+                                "getsockopt SO_LINGER: expected {want:?} but got onoff={on}, linger={secs}"
+                            ));
+                        }
+                        Done(Ok(0))
                     }
-                    return Done(Ok(0));
-                }
-                let Some(opt) = symbols::sockopt(level, name) else { return Done(Err(Errno::ENOPROTOOPT)) };
-                match self.stack.getsockopt(fd, opt) {
-                    Ok(v) => {
+                    Ok(OptVal::Int(v)) => {
                         if let Some(w) = want.int() {
                             if w != i64::from(v) {
-                                call.check = Some(format!("getsockopt {}: expected value {w} but got {v}", opt.name()));
+                                let opt = symbols::sockopt(level, name).map_or("option", |o| o.name());
+                                call.check = Some(format!("getsockopt {opt}: expected value {w} but got {v}"));
                             }
                         }
                         Done(Ok(0))
@@ -1506,27 +1493,26 @@ impl<'a> Runner<'a> {
                     Err(e) => Done(Err(e)),
                 }
             }
-            "fcntl" => {
-                if self.stack.socket_type(fd).is_err() {
-                    return Done(Err(Errno::EBADF));
-                }
-                match a.get(1).and_then(Value::int) {
-                    Some(symbols::F_SETFL) => {
-                        let flags = a.get(2).and_then(Value::int).unwrap_or(0);
+            "fcntl" => match a.get(1).and_then(Value::int) {
+                Some(symbols::F_SETFL) => {
+                    let flags = a.get(2).and_then(Value::int).unwrap_or(0);
+                    let r = self.system.set_flags(fd, flags);
+                    if r.is_ok() {
                         if flags & symbols::O_NONBLOCK != 0 {
                             self.nonblocking.insert(fd);
                         } else {
                             self.nonblocking.remove(&fd);
                         }
-                        Done(Ok(0))
                     }
-                    Some(symbols::F_GETFL) => {
-                        let nb = if self.nonblocking.contains(&fd) { symbols::O_NONBLOCK } else { 0 };
-                        Done(Ok(symbols::O_RDWR | nb))
-                    }
-                    _ => Done(Err(Errno::EINVAL)),
+                    ok0(r)
                 }
-            }
+                Some(symbols::F_GETFL) => {
+                    let r = self.system.get_flags(fd);
+                    let nb = if self.nonblocking.contains(&fd) { symbols::O_NONBLOCK } else { 0 };
+                    Done(r.map(|f| f | nb))
+                }
+                _ => Done(Err(Errno::EINVAL)),
+            },
             "poll" => {
                 let Some(Value::List(items)) = a.first() else { return Done(Err(Errno::EFAULT)) };
                 let timeout = a.get(2).and_then(Value::int).unwrap_or(0);
@@ -1535,8 +1521,8 @@ impl<'a> Runner<'a> {
                 for item in items {
                     let pfd = self.live_fd(item.field("fd").unwrap_or(&Value::Int(-1)));
                     let events = item.field("events").and_then(Value::int).unwrap_or(0);
-                    let revents = match self.stack.readiness(pfd) {
-                        Ok(r) => poll_bits(r) & (events | symbols::POLLERR | symbols::POLLHUP),
+                    let revents = match self.system.poll_events(pfd) {
+                        Ok(r) => r & (events | symbols::POLLERR | symbols::POLLHUP),
                         Err(_) => symbols::POLLNVAL,
                     };
                     if revents != 0 {
@@ -1554,9 +1540,9 @@ impl<'a> Runner<'a> {
                 }
                 if count == 0 && timeout != 0 {
                     if timeout > 0 && call.wake.is_none() {
-                        call.wake = Some(self.now + Duration::from_millis(timeout as u64));
+                        call.wake = Some(self.now() + Duration::from_millis(timeout as u64));
                     }
-                    if call.wake.is_none_or(|w| self.now < w) {
+                    if call.wake.is_none_or(|w| self.now() < w) {
                         call.blocking = true;
                         return Attempt::Block;
                     }
@@ -1572,26 +1558,4 @@ impl<'a> Runner<'a> {
             }
         }
     }
-}
-
-/// poll(2) bits of a readiness, as Linux's `tcp_poll` sets them (POLLRDNORM with POLLIN, POLLWRNORM with
-/// POLLOUT).
-fn poll_bits(r: Readiness) -> i64 {
-    let mut bits = 0;
-    if r.contains(Readiness::IN) {
-        bits |= symbols::POLLIN | symbols::POLLRDNORM;
-    }
-    if r.contains(Readiness::OUT) {
-        bits |= symbols::POLLOUT | symbols::POLLWRNORM;
-    }
-    if r.contains(Readiness::ERR) {
-        bits |= symbols::POLLERR;
-    }
-    if r.contains(Readiness::HUP) {
-        bits |= symbols::POLLHUP;
-    }
-    if r.contains(Readiness::RDHUP) {
-        bits |= symbols::POLLRDHUP;
-    }
-    bits
 }

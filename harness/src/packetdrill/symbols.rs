@@ -149,6 +149,8 @@ pub fn sockopt(level: i64, name: i64) -> Option<SockOpt> {
 
 /// `SOL_SOCKET, SO_LINGER`.
 pub const SO_LINGER: (i64, i64) = (1, 13);
+/// `SOL_TCP, TCP_LINGER2`.
+pub const TCP_LINGER2: (i64, i64) = (6, 8);
 
 /// The system calls the interpreter runs.
 pub const SYSCALLS: &[&str] = &[

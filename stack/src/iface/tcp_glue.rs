@@ -52,8 +52,8 @@ impl Stack {
             let how = IpSend {
                 dst: *seg.remote.ip(),
                 protocol: ip_proto::TCP,
-                ttl: self.config.ttl,
-                tos: 0,
+                ttl: seg.ttl.unwrap_or(self.config.ttl),
+                tos: seg.tos,
                 dont_fragment: true,
                 never_fragment: true,
             };

@@ -496,7 +496,16 @@ impl Stack {
                     v => Some(Duration::from_secs(v as u64)),
                 }
             }
-            SockOpt::Broadcast | SockOpt::IpTtl | SockOpt::IpTos => {}
+            SockOpt::IpTtl => {
+                // ip(7): 1..=255, or -1 for the default.
+                sock.opts.ttl = match value {
+                    -1 => None,
+                    1..=255 => Some(value as u8),
+                    _ => return Err(Errno::EINVAL),
+                }
+            }
+            SockOpt::IpTos => sock.opts.tos = (value & 0xff) as u8,
+            SockOpt::Broadcast => {}
             SockOpt::Error | SockOpt::Type | SockOpt::AcceptConn => return Err(Errno::ENOPROTOOPT),
         }
         // A connection takes the new options at once.
@@ -546,8 +555,8 @@ impl Stack {
             SockOpt::TcpKeepCnt => sock.opts.keep_count as i32,
             SockOpt::TcpLinger2 => sock.opts.linger2.unwrap_or(self.tcp.config.fin_timeout).as_secs() as i32,
             SockOpt::Broadcast => 0,
-            SockOpt::IpTtl => i32::from(self.config.ttl),
-            SockOpt::IpTos => 0,
+            SockOpt::IpTtl => i32::from(sock.opts.ttl.unwrap_or(self.config.ttl)),
+            SockOpt::IpTos => i32::from(sock.opts.tos),
         })
     }
 

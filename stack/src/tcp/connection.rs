@@ -92,6 +92,9 @@ pub struct ConnOptions {
     pub linger2: Option<Duration>,
     /// `TCP_MAXSEG` set by the user: caps the MSS.
     pub user_mss: Option<u16>,
+    /// `IP_TTL` (`None`: the stack's default) and `IP_TOS` of this socket's segments.
+    pub ttl: Option<u8>,
+    pub tos: u8,
 }
 
 impl ConnOptions {
@@ -104,6 +107,8 @@ impl ConnOptions {
             keep_count: config.keepalive_probes,
             linger2: None,
             user_mss: None,
+            ttl: None,
+            tos: 0,
         }
     }
 }

@@ -16,6 +16,9 @@ use crate::wire::tcp::{TcpFlags, TcpHeader};
 /// RFC 7323 section 5.5: a TS.Recent older than 24 days is too old to judge by.
 const PAWS_IDLE_LIMIT: Duration = Duration::from_secs(24 * 24 * 3600);
 
+/// How soon a SYN is resent after an unacceptable ACK in SYN-SENT (Linux's TCP_TIMEOUT_MIN, two jiffies).
+const QUICK_SYN_RETRY: Duration = Duration::from_millis(8);
+
 /// Ticks a timestamp may lag TS.Recent before PAWS discards the segment (Linux's TCP_PAWS_WINDOW).
 const PAWS_WINDOW: i32 = 1;
 
@@ -72,6 +75,11 @@ impl Connection {
         let flags = seg.flags;
         // First, check the ACK bit: an ACK of something we never sent gets a reset, unless it is one.
         if flags.contains(TcpFlags::ACK) && (seg.ack.le(self.iss) || seg.ack.gt(self.snd_max)) {
+            // Linux (tcp_rcv_synsent_state_process): whatever answered with a wrong ACK may have flushed a stale
+            // connection; if our first SYN is still unanswered, resend it soon instead of after the full RTO.
+            if self.retries == 0 {
+                self.rto_at = Some(now + QUICK_SYN_RETRY);
+            }
             if flags.contains(TcpFlags::RST) {
                 return Processed::alive();
             }
@@ -209,6 +217,10 @@ impl Connection {
         if !acceptable && !zero_window_probe {
             if !flags.contains(TcpFlags::RST) {
                 self.ack_now = true;
+                // A whole segment we already have: tell the sender with a D-SACK (RFC 2883 section 4).
+                if !payload.is_empty() && (seg.seq + payload.len()).le(self.rcv_nxt) {
+                    self.note_duplicate(seg.seq, seg.seq + payload.len());
+                }
             }
             return Processed::alive();
         }

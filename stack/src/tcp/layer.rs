@@ -146,7 +146,8 @@ impl TcpLayer {
 
     /// When the layer next needs a poll.
     pub fn poll_at(&self) -> Option<Instant> {
-        if !self.ready.is_empty() {
+        // Connections to flush, or segments a socket call already built (the RST of an abortive close).
+        if !self.ready.is_empty() || !self.out.is_empty() {
             return Some(Instant::ZERO);
         }
         self.timers.next_deadline()

@@ -68,7 +68,7 @@ impl Connection {
             urgent: 0,
             options,
         };
-        out.push(self.local, self.remote, &header, (&[], &[]));
+        self.push_segment(out, &header, (&[], &[]));
         if with_ack {
             self.rcv_adv = self.rcv_nxt + usize::from(window);
             self.last_ack_sent = self.rcv_nxt;
@@ -292,7 +292,7 @@ impl Connection {
         }
         let header = self.header(now, seq, flags);
         let (a, b) = self.tx.peek(offset, len);
-        out.push(self.local, self.remote, &header, (a, b));
+        self.push_segment(out, &header, (a, b));
         counters.out_segs += 1;
         self.after_ack_sent();
     }
@@ -302,7 +302,7 @@ impl Connection {
     /// so that the peer never finds our ACK behind its RCV.NXT and unacceptable.
     pub fn send_ack(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) {
         let header = self.header(now, self.snd_max, TcpFlags::ACK);
-        out.push(self.local, self.remote, &header, (&[], &[]));
+        self.push_segment(out, &header, (&[], &[]));
         counters.out_segs += 1;
         self.after_ack_sent();
     }
@@ -310,7 +310,7 @@ impl Connection {
     /// A zero-window or keepalive probe: `<SEQ=SND.UNA-1><ACK=RCV.NXT>`, which the peer must answer.
     fn send_probe(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) {
         let header = self.header(now, self.snd_una - 1, TcpFlags::ACK);
-        out.push(self.local, self.remote, &header, (&[], &[]));
+        self.push_segment(out, &header, (&[], &[]));
         counters.out_segs += 1;
         self.after_ack_sent();
     }
@@ -320,7 +320,7 @@ impl Connection {
         let mut header = self.header(now, self.snd_max, TcpFlags::RST | TcpFlags::ACK);
         header.window = 0;
         header.options = TcpOptions::default();
-        out.push(self.local, self.remote, &header, (&[], &[]));
+        self.push_segment(out, &header, (&[], &[]));
         counters.out_segs += 1;
         counters.out_rsts += 1;
     }
@@ -380,6 +380,12 @@ impl Connection {
             options.set_sack_blocks(&[(SeqNum(0), SeqNum(0)); MAX_SACK_BLOCKS][..n.min(MAX_SACK_BLOCKS)]);
         }
         (self.negotiated.send_mss + ts_len).saturating_sub(options.len()).max(1)
+    }
+
+    /// Builds a segment of this connection, with its socket's IP options.
+    fn push_segment(&self, out: &mut SegmentBuf, header: &TcpHeader, payload: (&[u8], &[u8])) {
+        out.push(self.local, self.remote, header, payload);
+        out.set_last_ip(self.opts.ttl, self.opts.tos);
     }
 
     /// Any segment with ACK settles pending acknowledgments.

@@ -11,6 +11,9 @@ pub struct BuiltSegment {
     pub local: SocketAddrV4,
     pub remote: SocketAddrV4,
     pub bytes: Range<usize>,
+    /// The socket's `IP_TTL` (`None`: the stack's default) and `IP_TOS`.
+    pub ttl: Option<u8>,
+    pub tos: u8,
 }
 
 /// Segments waiting to be handed to IP. Cleared, not freed, between uses: no allocation per segment once warm.
@@ -28,7 +31,15 @@ impl SegmentBuf {
         self.buf.extend_from_slice(payload.0);
         self.buf.extend_from_slice(payload.1);
         header.emit_v4(&mut self.buf[start..], *local.ip(), *remote.ip());
-        self.segments.push(BuiltSegment { local, remote, bytes: start..self.buf.len() });
+        self.segments.push(BuiltSegment { local, remote, bytes: start..self.buf.len(), ttl: None, tos: 0 });
+    }
+
+    /// Sets the IP fields of the segment pushed last (a connection's socket options).
+    pub fn set_last_ip(&mut self, ttl: Option<u8>, tos: u8) {
+        if let Some(last) = self.segments.last_mut() {
+            last.ttl = ttl;
+            last.tos = tos;
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -4,14 +4,24 @@ use std::net::Ipv4Addr;
 
 /// Adds `data` to a running ones'-complement sum (not yet folded). An odd final byte is padded with zero, as
 /// RFC 1071 section 4.1 does.
-pub fn add(mut sum: u64, data: &[u8]) -> u64 {
+///
+/// The bulk is summed as native-endian 64-bit words with end-around carry and byte-swapped once at the end:
+/// RFC 1071 section 2(B) ("byte order independence") makes that equal to summing big-endian 16-bit words,
+/// at a fraction of the cost.
+pub fn add(sum: u64, data: &[u8]) -> u64 {
     let mut words = data.chunks_exact(8);
+    let mut acc: u64 = 0;
     for w in &mut words {
-        // Summing 32-bit halves into a 64-bit accumulator defers carries; folding later gives the same result
-        // as 16-bit ones'-complement addition (RFC 1071 section 2(B), "deferred carries").
-        sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-        sum += u64::from(u32::from_be_bytes([w[4], w[5], w[6], w[7]]));
+        let v = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let (s, carry) = acc.overflowing_add(v);
+        acc = s + u64::from(carry);
     }
+    // Fold the native 64-bit sum to 16 bits, keeping end-around carries, then read it as big-endian.
+    let mut folded = (acc & 0xffff_ffff) + (acc >> 32);
+    folded = (folded & 0xffff) + (folded >> 16);
+    folded = (folded & 0xffff) + (folded >> 16);
+    folded = (folded & 0xffff) + (folded >> 16);
+    let mut sum = sum + u64::from(u16::from_be(folded as u16));
     let rest = words.remainder();
     let mut pairs = rest.chunks_exact(2);
     for p in &mut pairs {
@@ -67,6 +77,19 @@ mod tests {
         data[10..12].copy_from_slice(&c.to_be_bytes());
         assert_eq!(checksum(&data), 0, "a correct checksum verifies to zero");
         assert_eq!(checksum(&[0xab]), !0xab00);
+    }
+
+    #[test]
+    fn native_order_sum_matches_big_endian_words_for_every_length() {
+        let mut rng = crate::rng::Rng::new(7);
+        for len in 0..300 {
+            let data = rng.bytes(len);
+            let simple: u64 = data.chunks(2).map(|c| u64::from(c[0]) << 8 | u64::from(*c.get(1).unwrap_or(&0))).sum();
+            assert_eq!(fold(add(0, &data)), fold(simple), "length {len}");
+            assert_eq!(fold(add(0xffff_ffff, &data)), fold(0xffff_ffff + simple), "with a running sum, length {len}");
+        }
+        let ones = vec![0xffu8; 4096];
+        assert_eq!(checksum(&ones), 0, "all ones: carries everywhere");
     }
 
     #[test]
