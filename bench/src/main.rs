@@ -180,14 +180,9 @@ fn main() {
         ("build", if cfg!(debug_assertions) { "debug" } else { "release" }.to_string()),
         ("seconds", format!("{:.1}", started.elapsed().as_secs_f64())),
     ];
-    if let Some(path) = &args.json {
-        if let Err(e) = std::fs::write(path, report.json(&meta)) {
-            eprintln!("cannot write {}: {e}", path.display());
-            std::process::exit(1);
-        }
-    }
-    if let Some(path) = &args.markdown {
-        if let Err(e) = std::fs::write(path, &table) {
+    for (path, content) in [(&args.json, report.json(&meta)), (&args.markdown, table.clone())] {
+        let Some(path) = path else { continue };
+        if let Err(e) = write_creating_dirs(path, &content) {
             eprintln!("cannot write {}: {e}", path.display());
             std::process::exit(1);
         }
@@ -196,4 +191,12 @@ fn main() {
         eprintln!("{} measurement(s) failed (see the notes above); timings are never failures", report.failures);
         std::process::exit(1);
     }
+}
+
+/// Writes `content` to `path`, creating the folders on the way (a fresh checkout has no `target/`).
+fn write_creating_dirs(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, content)
 }
