@@ -73,7 +73,9 @@ impl Stack {
         };
         self.counters.ip.out_requests += 1;
         self.next_ident = self.next_ident.wrapping_add(1);
-        let mut header = Ipv4Header::new(self.config.ipv4.addr, how.dst, how.protocol, how.ttl, payload.len());
+        // Our address, or for loopback the destination itself (a connection to 127.0.0.1 is from 127.0.0.1).
+        let src = if hop == NextHop::Local && how.dst.is_loopback() { how.dst } else { self.config.ipv4.addr };
+        let mut header = Ipv4Header::new(src, how.dst, how.protocol, how.ttl, payload.len());
         header.ident = self.next_ident;
         header.tos = how.tos;
         let packet = PendingPacket {
@@ -263,7 +265,9 @@ impl Stack {
         datagram: &mut [u8],
         tx: &mut dyn FrameSink,
     ) {
-        UdpHeader { src_port, dst_port: dst.port() }.emit_v4(datagram, self.config.ipv4.addr, *dst.ip());
+        // The checksum covers the source address IP will use: ours, or the destination itself for loopback.
+        let src = if dst.ip().is_loopback() { *dst.ip() } else { self.config.ipv4.addr };
+        UdpHeader { src_port, dst_port: dst.port() }.emit_v4(datagram, src, *dst.ip());
         let how =
             IpSend { dst: *dst.ip(), protocol: ip_proto::UDP, ttl, tos, dont_fragment: true, never_fragment: false };
         if self.send_ipv4(now, how, datagram, tx).is_ok() {

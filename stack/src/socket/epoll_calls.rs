@@ -49,6 +49,9 @@ impl Stack {
     /// Never blocks: a runtime waits for the epoll descriptor's readiness and calls again.
     pub fn epoll_wait(&mut self, epfd: Fd, out: &mut [EpollEvent]) -> SysResult<usize> {
         self.route_events();
+        if !matches!(self.sockets.get(epfd)?, Socket::Epoll(_)) {
+            return Err(Errno::EINVAL);
+        }
         let Ok(Socket::Epoll(mut ep)) = self.sockets.remove_for_update(epfd) else { return Err(Errno::EINVAL) };
         let n = ep.wait(out, |fd| self.readiness(fd).ok());
         self.sockets.restore(epfd, Socket::Epoll(ep));

@@ -208,6 +208,10 @@ impl Stack {
         let TcpSocketKind::Fresh { local: bound } = sock.kind else { return Err(Errno::EINVAL) };
         let (opts, buffers, reuse) = (sock.opts.clone(), sock.buffers, sock.reuse_addr);
         let local_ip = if remote.ip().is_loopback() { *remote.ip() } else { self.config.ipv4.addr };
+        // Linux's route lookup refuses a loopback source for a destination elsewhere, and the reverse (EINVAL).
+        if bound.is_some_and(|b| !b.ip().is_unspecified() && b.ip().is_loopback() != remote.ip().is_loopback()) {
+            return Err(Errno::EINVAL);
+        }
         let mut min_isn = None;
         let local = match bound {
             Some(b) => {
@@ -242,19 +246,39 @@ impl Stack {
     /// `connect(AF_UNSPEC)` on a stream socket: Linux's `tcp_disconnect` aborts the connection (RST) and
     /// leaves an unbound socket.
     fn tcp_disconnect(&mut self, fd: Fd) -> SysResult<()> {
-        if let Some(k) = self.tcp_conn_key(fd)? {
-            let now = self.last_now;
-            if let Some(conn) = self.tcp.conns.get_mut(k) {
-                conn.fd = None;
-                if conn.state.is_synchronized() && conn.state != State::Closed {
-                    self.tcp.after_event(now, k, Outcome::Abort(None));
-                } else {
-                    self.tcp.retire(k, None);
-                }
+        let now = self.last_now;
+        match self.tcp_sock(fd)?.kind {
+            // A bound socket stays bound (its port was named by bind(): Linux's SOCK_BINDPORT_LOCK).
+            TcpSocketKind::Fresh { .. } => return Ok(()),
+            // A listener stops listening (inet_csk_listen_stop): its unaccepted connections are reset; the
+            // port it was bound to stays bound.
+            TcpSocketKind::Listener(lk) => {
+                let Some(local) = self.tcp.listeners.get(lk).map(|l| l.local) else { return Ok(()) };
+                let reuse = self.tcp_sock(fd)?.reuse_addr;
+                self.tcp_close_listener(now, fd, lk);
+                self.tcp.ports.add(
+                    local.port(),
+                    Binding {
+                        owner: Owner::Socket(fd),
+                        ip: *local.ip(),
+                        reuse_addr: reuse,
+                        listening: false,
+                        explicit: true,
+                    },
+                );
+                self.tcp_sock_mut(fd)?.kind = TcpSocketKind::Fresh { local: Some(local) };
             }
-            self.tcp.retire(k, None);
+            TcpSocketKind::Conn(k) => {
+                if let Some(conn) = self.tcp.conns.get_mut(k) {
+                    conn.fd = None;
+                    if conn.state.is_synchronized() && conn.state != State::Closed {
+                        self.tcp.after_event(now, k, Outcome::Abort(None));
+                    }
+                }
+                self.tcp.retire(k, None);
+                self.tcp_sock_mut(fd)?.kind = TcpSocketKind::Fresh { local: None };
+            }
         }
-        self.tcp_sock_mut(fd)?.kind = TcpSocketKind::Fresh { local: None };
         self.tcp_sock_mut(fd)?.connecting = false;
         Ok(())
     }

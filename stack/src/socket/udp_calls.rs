@@ -172,8 +172,13 @@ impl Stack {
             return Err(Errno::EMSGSIZE);
         }
         let may_broadcast = sock.broadcast;
+        let bound_loopback = sock.local.is_some_and(|l| l.ip().is_loopback());
         if self.is_broadcast(*dst.ip()) && !may_broadcast {
             return Err(Errno::EACCES);
+        }
+        // Linux's route lookup refuses a loopback source for a destination elsewhere (EINVAL).
+        if bound_loopback && !dst.ip().is_loopback() {
+            return Err(Errno::EINVAL);
         }
         self.route(*dst.ip())?;
         self.udp_autobind(fd)?;

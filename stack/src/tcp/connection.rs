@@ -16,6 +16,10 @@ use crate::time::{earliest, Duration, Instant};
 use crate::timer::TimerHandle;
 use std::net::SocketAddrV4;
 
+/// Zero-window probes (counted by backoff) after which an orphaned connection gives up (Linux's default
+/// tcp_orphan_retries, 8).
+const ORPHAN_RETRIES: u32 = 8;
+
 /// The connection states of RFC 9293 section 3.3.2 (LISTEN belongs to the listener, CLOSED to no TCB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -371,6 +375,14 @@ impl Connection {
         }
         if self.persist_at.is_some_and(|t| t <= now) {
             self.persist_at = None;
+            // Probes the peer never answers end the connection like unanswered retransmissions (Linux's
+            // tcp_probe_timer: tcp_retries2); an orphan gives up after its backoff reaches tcp_orphan_retries even
+            // while the peer keeps answering with a zero window, or a closed window would hold it forever.
+            let orphan_done = self.fd.is_none() && self.rtt.backoff_count() >= ORPHAN_RETRIES;
+            if self.probes >= config.retries2 || orphan_done {
+                counters.aborts_on_timeout += 1;
+                return Outcome::Abort(Some(Errno::ETIMEDOUT));
+            }
             self.probes += 1;
             counters.window_probes += 1;
             self.probe_now = true;
