@@ -13,6 +13,7 @@
 
 pub mod batch;
 pub mod fault;
+pub mod host;
 pub mod namespace;
 pub mod netns;
 pub mod packet_socket;

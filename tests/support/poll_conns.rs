@@ -24,14 +24,7 @@ const POLL_MS: i32 = 200;
 /// Raises this process's open-file limit to its hard limit (a thousand kernel sockets need more than the
 /// common soft limit of 1,024).
 pub fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
+    ustack_netdev::host::raise_fd_limit();
 }
 
 /// Opens `count` kernel TCP connections to `addr` from inside `ns`, one after another (each connect bounded by
@@ -188,16 +181,7 @@ fn unfinished_report(clients: &[Client], bytes: usize) -> String {
 
 /// `poll(2)` for at most [`POLL_MS`]; EINTR counts as nothing ready.
 fn poll(fds: &mut [libc::pollfd]) -> Result<usize, String> {
-    // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd of the length passed.
-    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_MS) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(0);
-        }
-        return Err(format!("poll failed: {e}"));
-    }
-    Ok(r as usize)
+    ustack_netdev::host::poll(fds, Duration::from_millis(POLL_MS as u64)).map_err(|e| format!("poll failed: {e}"))
 }
 
 /// What a [`KernelEchoServer`] did.
@@ -234,10 +218,7 @@ impl KernelEchoServer {
         raise_fd_limit();
         let listener = ns.enter(|| TcpListener::bind(addr))??;
         // A second listen() on a listening socket only changes its backlog: room for a thousand connects at once.
-        // SAFETY: listen() on a descriptor we own.
-        if unsafe { libc::listen(listener.as_raw_fd(), 4096) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        ustack_netdev::host::set_listen_backlog(&listener, 4096)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
