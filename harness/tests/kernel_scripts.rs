@@ -75,6 +75,21 @@ fn all_scripts_against_the_kernel() {
         w.join().expect("a worker panicked");
     }
     let mut reports = std::mem::take(&mut *reports.lock().unwrap());
+    // The kernel runs on wall-clock time: on a loaded machine a blocked call or a timer can miss its window
+    // through scheduling alone. A failing script gets up to two more runs on its own, one at a time; one that
+    // describes Linux wrongly fails every time.
+    for r in reports.iter_mut() {
+        for attempt in 2..=3 {
+            if !matches!(r.outcome, Outcome::Failed(_) | Outcome::Error(_)) {
+                break;
+            }
+            println!("RETRY {} (attempt {attempt}) after:\n{r}", r.name);
+            let path = paths.iter().find(|p| p.file_name().is_some_and(|f| f.to_string_lossy() == r.name));
+            if let Some(path) = path {
+                *r = run_file(path, &Config::kernel());
+            }
+        }
+    }
     reports.sort_by(|a, b| a.name.cmp(&b.name));
     assert_eq!(reports.len(), paths.len());
     let (mut passed, mut failed, mut skipped) = (0, Vec::new(), 0);
