@@ -1,47 +1,13 @@
 //! A fake peer: frames built by hand, as another host would send them, and readers for what the stack sent.
+//! The common builders live in the harness crate; UDP and ICMP frames are added here.
+
+pub use ustack_harness::frames::{arp_reply, arp_request, ipv4_frame, parse_arp, parse_ipv4, prime_arp};
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use ustack::wire::arp::{ArpOp, ArpPacket};
-use ustack::wire::ethernet::{self, ethertype, EthernetFrame, MacAddr};
+use ustack::wire::ethernet::MacAddr;
 use ustack::wire::icmpv4::IcmpMessage;
-use ustack::wire::ipv4::Ipv4Header;
 use ustack::wire::udp::UdpHeader;
 use ustack::wire::{ip_proto, udp};
-use ustack::{Instant, Stack};
-
-/// An ARP request from `(mac, ip)` for `target`.
-pub fn arp_request(mac: MacAddr, ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
-    let mut f = vec![0u8; 42];
-    ethernet::write_header(&mut f, MacAddr::BROADCAST, mac, ethertype::ARP);
-    ArpPacket { op: ArpOp::Request, sender_mac: mac, sender_ip: ip, target_mac: MacAddr::ZERO, target_ip: target }
-        .emit(&mut f[14..]);
-    f
-}
-
-/// Teaches `stack` that `ip` is at `mac`, the way a real peer would: by asking for the stack's address.
-/// The stack's reply is discarded.
-pub fn prime_arp(stack: &mut Stack, now: Instant, ip: Ipv4Addr, mac: MacAddr) {
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    stack.receive(now, &arp_request(mac, ip, stack.ipv4_addr()), &mut out);
-}
-
-/// An IPv4 frame with `payload`, from `src` to `dst`.
-pub fn ipv4_frame(
-    macs: (MacAddr, MacAddr),
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    protocol: u8,
-    ident: u16,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut f = vec![0u8; 34 + payload.len()];
-    ethernet::write_header(&mut f, macs.1, macs.0, ethertype::IPV4);
-    let mut h = Ipv4Header::new(src, dst, protocol, 64, payload.len());
-    h.ident = ident;
-    h.emit(&mut f[14..]);
-    f[34..].copy_from_slice(payload);
-    f
-}
 
 /// A UDP datagram in an Ethernet frame.
 pub fn udp_frame(macs: (MacAddr, MacAddr), src: SocketAddrV4, dst: SocketAddrV4, data: &[u8]) -> Vec<u8> {
@@ -56,19 +22,4 @@ pub fn icmp_frame(macs: (MacAddr, MacAddr), src: Ipv4Addr, dst: Ipv4Addr, msg: &
     let mut body = vec![0u8; msg.buffer_len()];
     msg.emit(&mut body);
     ipv4_frame(macs, src, dst, ip_proto::ICMP, 2, &body)
-}
-
-/// The IPv4 header and payload of a frame the stack sent, if it is IPv4.
-pub fn parse_ipv4(frame: &[u8]) -> Option<(Ipv4Header, Vec<u8>)> {
-    let eth = EthernetFrame::parse(frame).ok()?;
-    if eth.ethertype() != ethertype::IPV4 {
-        return None;
-    }
-    Ipv4Header::parse(eth.payload()).ok().map(|(h, p)| (h, p.to_vec()))
-}
-
-/// The ARP packet in a frame the stack sent, if it is ARP.
-pub fn parse_arp(frame: &[u8]) -> Option<ArpPacket> {
-    let eth = EthernetFrame::parse(frame).ok()?;
-    (eth.ethertype() == ethertype::ARP).then(|| ArpPacket::parse(eth.payload()).ok()).flatten()
 }
