@@ -215,7 +215,10 @@ impl Stack {
     /// Runs the timers due at `now` and sends what sockets have queued.
     pub fn poll(&mut self, now: Instant, tx: &mut dyn FrameSink) {
         self.last_now = self.last_now.max(now);
-        while let Some(packet) = self.loopback.pop_front() {
+        // Only what was queued before this poll: answers to it wait for the next poll, so a conversation with
+        // itself (a socket connected to itself) cannot keep one poll from returning.
+        for _ in 0..self.loopback.len() {
+            let Some(packet) = self.loopback.pop_front() else { break };
             self.receive_ipv4(now, &packet, false, tx);
         }
         self.poll_neighbors(now, tx);

@@ -177,6 +177,8 @@ pub struct Connection {
     pub rx: RingBuffer,
     /// Which out-of-order bytes are held.
     pub ooo: Assembler,
+    /// When we last answered an out-of-window segment without data (rate limit against ACK loops).
+    pub last_oow_ack: Option<Instant>,
     /// A duplicate range to report in the first SACK block of the next ACK (RFC 2883 D-SACK).
     pub dsack: Option<(SeqNum, SeqNum)>,
     /// Sequence number of a FIN that arrived ahead of missing data.

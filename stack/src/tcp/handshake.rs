@@ -133,6 +133,7 @@ impl Connection {
             ooo: Assembler::new(config.max_ooo_ranges),
             ooo_fin: None,
             dsack: None,
+            last_oow_ack: None,
             fin_seq: None,
             peer_fin: false,
             rto_at: None,

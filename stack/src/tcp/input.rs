@@ -16,6 +16,9 @@ use crate::wire::tcp::{TcpFlags, TcpHeader};
 /// RFC 7323 section 5.5: a TS.Recent older than 24 days is too old to judge by.
 const PAWS_IDLE_LIMIT: Duration = Duration::from_secs(24 * 24 * 3600);
 
+/// The least time between two answers to out-of-window segments without data (Linux's tcp_invalid_ratelimit).
+const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
+
 /// How soon a SYN is resent after an unacceptable ACK in SYN-SENT (Linux's TCP_TIMEOUT_MIN, two jiffies).
 const QUICK_SYN_RETRY: Duration = Duration::from_millis(8);
 
@@ -215,6 +218,15 @@ impl Connection {
         // a segment at exactly RCV.NXT is processed for its control bits, its text dropped.
         let zero_window_probe = !acceptable && window == 0 && seg.seq == self.rcv_nxt;
         if !acceptable && !zero_window_probe {
+            // Linux's tcp_oow_rate_limited: an out-of-window segment without data is answered at most once per
+            // 500 ms, so two ends that each find the other's ACKs unacceptable cannot trade ACKs forever.
+            let pure_ack = payload.is_empty() && !flags.contains(TcpFlags::SYN);
+            if pure_ack && self.last_oow_ack.is_some_and(|t| now.saturating_since(t) < OOW_ACK_INTERVAL) {
+                return Processed::alive();
+            }
+            if pure_ack {
+                self.last_oow_ack = Some(now);
+            }
             if !flags.contains(TcpFlags::RST) {
                 self.ack_now = true;
                 // A whole segment we already have: tell the sender with a D-SACK (RFC 2883 section 4).
