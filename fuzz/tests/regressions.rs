@@ -81,6 +81,26 @@ fn connect_from_loopback_bound_socket() {
     known_bug("actions", "connect-from-loopback-bound-socket", 4);
 }
 
+/// Fixed bug 5 (`Stack::poll`, stack/src/iface/mod.rs, with `Connection::on_segment`, stack/src/tcp/input.rs):
+/// a socket connected to itself (bound to 198.18.0.1:80 after the listener closed, then connected to
+/// 198.18.0.1:80: a simultaneous open with itself, as Linux allows) that sends more than it reads ends up
+/// answering its own out-of-window ACKs with ACKs, forever; `poll` drains the loopback queue including what
+/// it queued itself, so it never returns (and memory grows without bound). Replayed on a thread with a
+/// deadline, since the call does not return.
+#[test]
+fn self_connected_socket_ack_loop() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        known_bug("actions", "self-connected-socket-ack-loop", 5);
+        let _ = done_tx.send(());
+    });
+    match done_rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("Stack::poll did not return within 10 s"),
+        Err(e) => panic!("the replay failed: {e}"),
+    }
+}
+
 #[test]
 fn every_saved_input_passes() {
     let mut n = 0;
