@@ -40,16 +40,18 @@ echo "== fuzz: building the targets"
 (cd .. && cargo fuzz build -s none)
 
 for t in $FUZZ_TARGETS; do
-  # corpus/<t> is the working corpus (not committed; it grows across runs on the same machine); seeds/<t> and
-  # regressions/<t> are read too, so every saved input is replayed first.
-  mkdir -p "corpus/$t" "seeds/$t" "regressions/$t"
+  # corpus/<t> is the working corpus (not committed; it grows across runs on the same machine). The saved crash
+  # inputs (regressions/<t>/*.bin, without their .txt and .pcap) join it and seeds/<t> is read too, so every
+  # saved input is replayed first.
+  mkdir -p "corpus/$t" "seeds/$t"
+  if compgen -G "regressions/$t/*.bin" >/dev/null; then cp regressions/"$t"/*.bin "corpus/$t/"; fi
   echo "== fuzz: $t for ${FUZZ_SECONDS}s"
   log=$(mktemp)
   status=0
-  (cd .. && cargo fuzz run -s none "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" "fuzz/regressions/$t" -- \
+  (cd .. && cargo fuzz run -s none "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
     -max_total_time="$FUZZ_SECONDS" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
     >"$log" 2>&1) || status=$?
-  grep -E '^#[0-9]+ +(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' \
+  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' \
     "$log" || true
   if [ "$status" != 0 ]; then
     tail -n 60 "$log"

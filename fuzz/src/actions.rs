@@ -575,7 +575,8 @@ impl<'c> World<'c> {
         s.setsockopt(l, SockOpt::ReuseAddr, 1).expect("SO_REUSEADDR");
         s.bind(l, any(TCP_PORT)).expect("tcp bind");
         s.listen(l, 8).expect("listen");
-        w.fds.extend([udp, l]);
+        w.opened(udp);
+        w.opened(l);
         (w.udp, w.listener) = (udp, l);
         w.check();
 

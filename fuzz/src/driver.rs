@@ -12,8 +12,10 @@ use crate::net::{self, Sent};
 use ustack::iface::counters::Counters;
 use ustack::{Duration, Instant, Stack};
 
-/// Polls at the same instant allowed before a deadline at or before `now` counts as a spin.
-pub const SPIN_POLLS: usize = 8;
+/// Polls at the same instant allowed before a deadline at or before `now` counts as a spin. Each poll moves
+/// loopback traffic one round (what a poll queues for itself waits for the next), so a bulk transfer between
+/// two local sockets legitimately takes a few dozen polls at one instant; hundreds mean an endless exchange.
+pub const SPIN_POLLS: usize = 512;
 
 /// A stack, its virtual clock, and the checks.
 pub struct Driver<'c> {

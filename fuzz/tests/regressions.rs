@@ -101,6 +101,21 @@ fn self_connected_socket_ack_loop() {
     }
 }
 
+/// A harness bug, kept as a regression: once bug 2 was fixed, the listener's descriptor could become a client
+/// (`connect(AF_UNSPEC)`, then `connect()`), and the harness had no stream record for the descriptors it opened
+/// during setup, so it mistook its own second `send()` for data the stack had garbled.
+#[test]
+fn listener_fd_reused_for_connect() {
+    replay_file("actions", &dir("regressions/actions/listener-fd-reused-for-connect.bin"));
+}
+
+/// A harness limit, kept as a regression: a bulk transfer between two local sockets moves one round per poll,
+/// so it takes more polls at one instant than the harness first allowed before calling it a spin.
+#[test]
+fn loopback_transfer_takes_many_polls() {
+    replay_file("actions", &dir("regressions/actions/loopback-transfer-takes-many-polls.bin"));
+}
+
 #[test]
 fn every_saved_input_passes() {
     let mut n = 0;
