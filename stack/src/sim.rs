@@ -15,6 +15,38 @@ use ustack_netdev::{Device, FrameBatch};
 /// Steps a run may take before it is declared stuck (bounds every simulation loop).
 pub const MAX_STEPS: usize = 5_000_000;
 
+/// Moves a simulation's virtual time after one step. Work due now is left to the next step, but an instant
+/// that comes back 1,000 times in a row is left 1 ms behind, so a loop never spins on a deadline that does
+/// not move. Otherwise time jumps to the next event, or to `deadline` when nothing is due before it.
+/// Returns false when time already stands at `deadline` with nothing due: the run is over.
+pub fn advance_virtual_time(
+    now: &mut Instant,
+    next_event: Option<Instant>,
+    deadline: Instant,
+    stalls: &mut u32,
+) -> bool {
+    match next_event {
+        Some(t) if t <= *now => {
+            *stalls += 1;
+            if *stalls > 1000 {
+                *now += Duration::from_millis(1);
+                *stalls = 0;
+            }
+        }
+        Some(t) if t <= deadline => {
+            *now = t;
+            *stalls = 0;
+        }
+        _ => {
+            if *now >= deadline {
+                return false;
+            }
+            *now = deadline;
+        }
+    }
+    true
+}
+
 /// Which of the two stacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -142,25 +174,9 @@ impl SimNet {
             if done(self) {
                 return true;
             }
-            match self.next_event() {
-                Some(t) if t <= self.now => {
-                    // Work is due now; do it, but never spin on a deadline that does not move.
-                    stalls += 1;
-                    if stalls > 1000 {
-                        self.now += Duration::from_millis(1);
-                        stalls = 0;
-                    }
-                }
-                Some(t) if t <= deadline => {
-                    self.now = t;
-                    stalls = 0;
-                }
-                _ => {
-                    if self.now >= deadline {
-                        return done(self);
-                    }
-                    self.now = deadline;
-                }
+            let next = self.next_event();
+            if !advance_virtual_time(&mut self.now, next, deadline, &mut stalls) {
+                return done(self);
             }
         }
         false

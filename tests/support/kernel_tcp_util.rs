@@ -117,24 +117,11 @@ pub fn kernel_accept(
     io_timeout: Duration,
 ) -> io::Result<(KernelTcpStream, SocketAddr)> {
     listener.set_nonblocking(true)?;
-    let max_looks = deadline.saturating_duration_since(Instant::now()).as_millis() as u64 / 2 + 2;
-    for _ in 0..max_looks {
-        match listener.accept() {
-            Ok((stream, from)) => {
-                stream.set_nonblocking(false)?;
-                stream.set_read_timeout(Some(io_timeout))?;
-                stream.set_write_timeout(Some(io_timeout))?;
-                return Ok((stream, from));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    }
-    Err(io::Error::new(io::ErrorKind::TimedOut, "no connection reached the kernel listener in time"))
+    let (stream, from) = poll_accept(deadline, "kernel", || listener.accept())?;
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(io_timeout))?;
+    stream.set_write_timeout(Some(io_timeout))?;
+    Ok((stream, from))
 }
 
 /// Accepts one connection on a ustack listener, polling it non-blocking until `deadline`. The accepted stream
@@ -145,15 +132,24 @@ pub fn ustack_accept(
     io_timeout: Duration,
 ) -> io::Result<(TcpStream, SocketAddr)> {
     listener.set_nonblocking(true)?;
+    let (stream, from) = poll_accept(deadline, "ustack", || listener.accept())?;
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(io_timeout))?;
+    stream.set_write_timeout(Some(io_timeout))?;
+    Ok((stream, from))
+}
+
+/// Calls a non-blocking `accept` every [`POLL_INTERVAL`] until it yields a connection or `deadline` passes
+/// (bounded by count as well as by time). `whose` names the listener in the timeout error.
+fn poll_accept<S>(
+    deadline: Instant,
+    whose: &str,
+    mut accept: impl FnMut() -> io::Result<(S, SocketAddr)>,
+) -> io::Result<(S, SocketAddr)> {
     let max_looks = deadline.saturating_duration_since(Instant::now()).as_millis() as u64 / 2 + 2;
     for _ in 0..max_looks {
-        match listener.accept() {
-            Ok((stream, from)) => {
-                stream.set_nonblocking(false)?;
-                stream.set_read_timeout(Some(io_timeout))?;
-                stream.set_write_timeout(Some(io_timeout))?;
-                return Ok((stream, from));
-            }
+        match accept() {
+            Ok(accepted) => return Ok(accepted),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
@@ -162,7 +158,7 @@ pub fn ustack_accept(
         }
         std::thread::sleep(POLL_INTERVAL);
     }
-    Err(io::Error::new(io::ErrorKind::TimedOut, "no connection reached the ustack listener in time"))
+    Err(io::Error::new(io::ErrorKind::TimedOut, format!("no connection reached the {whose} listener in time")))
 }
 
 /// A netem qdisc on a device inside the peer's namespace (it shapes what the kernel sends on it), removed

@@ -20,7 +20,7 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
-use ustack::sim::MAX_STEPS;
+use ustack::sim::{advance_virtual_time, MAX_STEPS};
 use ustack::time::earliest;
 use ustack::wire::ethernet::MacAddr;
 use ustack::{Domain, Duration, Errno, Fd, Instant, SockOpt, SockType, Stack, StackConfig};
@@ -355,25 +355,9 @@ impl SmolSim {
             if done(self) {
                 return true;
             }
-            match self.next_event() {
-                Some(t) if t <= self.now => {
-                    // Work is due now; do it, but never spin on a deadline that does not move.
-                    stalls += 1;
-                    if stalls > 1000 {
-                        self.now += Duration::from_millis(1);
-                        stalls = 0;
-                    }
-                }
-                Some(t) if t <= deadline => {
-                    self.now = t;
-                    stalls = 0;
-                }
-                _ => {
-                    if self.now >= deadline {
-                        return done(self);
-                    }
-                    self.now = deadline;
-                }
+            let next = self.next_event();
+            if !advance_virtual_time(&mut self.now, next, deadline, &mut stalls) {
+                return done(self);
             }
         }
         false

@@ -1,10 +1,9 @@
 //! A UDP echo service (RFC 862) on a running stack: one thread per port, each with a blocking socket.
 
+use crate::service_threads::ServiceThreads;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 use ustack::runtime::{NetStack, UdpSocket};
 
@@ -16,48 +15,28 @@ const MAX_DATAGRAM: usize = 65_535;
 
 /// Echo threads that stop together.
 pub struct EchoServers {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    threads: ServiceThreads,
 }
 
 impl EchoServers {
     /// Binds `0.0.0.0:PORT` for each port, here on the caller's thread so that a refused bind (a port given
     /// twice) is reported before anything runs, then starts one thread per socket.
     pub fn start(net: &NetStack, ports: &[u16]) -> io::Result<EchoServers> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut servers = EchoServers { stop: Arc::clone(&stop), threads: Vec::new() };
+        let mut threads = ServiceThreads::new();
         for &port in ports {
             let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
             let socket = UdpSocket::bind(net, addr)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot bind the UDP echo service to {addr}: {e}")))?;
             socket.set_read_timeout(Some(STOP_POLL))?;
-            let stop = Arc::clone(&stop);
-            let thread = std::thread::Builder::new()
-                .name(format!("udp-echo-{port}"))
-                .spawn(move || serve_echo(&socket, port, &stop))?;
-            servers.threads.push(thread);
+            threads.spawn(format!("udp-echo-{port}"), move |stop| serve_echo(&socket, port, stop))?;
             tracing::debug!(port, "UDP echo service listening");
         }
-        Ok(servers)
+        Ok(EchoServers { threads })
     }
 
     /// Stops every thread and waits for them (at most one [`STOP_POLL`] each); their sockets close with them.
-    pub fn stop(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Early returns (a failed step after the servers started) must not leave threads holding the stack.
-impl Drop for EchoServers {
-    fn drop(&mut self) {
-        self.stop_and_join();
+    pub fn stop(self) {
+        self.threads.stop();
     }
 }
 

@@ -15,6 +15,7 @@ mod http;
 mod replay;
 mod script;
 mod serve;
+mod service_threads;
 mod signals;
 mod tcp_services;
 

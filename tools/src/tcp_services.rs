@@ -3,6 +3,7 @@
 //! blocking sockets whose read and write timeouts are short, so that every thread notices a stop quickly.
 
 use crate::http;
+use crate::service_threads::ServiceThreads;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -52,15 +53,13 @@ impl fmt::Display for Service {
 
 /// Accept threads (which own their connections' threads) that stop together.
 pub struct TcpServices {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    threads: ServiceThreads,
 }
 
 impl TcpServices {
     /// Listens on `0.0.0.0:PORT` for each service, here on the caller's thread so that a refused port (given
     /// twice) is reported before anything runs, then starts one accept thread per port.
     pub fn start(net: &NetStack, services: &[(Service, u16)]) -> io::Result<TcpServices> {
-        let stop = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicUsize::new(0));
         let mut listeners = Vec::new();
         for &(service, port) in services {
@@ -71,35 +70,18 @@ impl TcpServices {
             listener.set_nonblocking(true)?;
             listeners.push((service, port, listener));
         }
-        let mut services = TcpServices { stop: Arc::clone(&stop), threads: Vec::new() };
+        let mut threads = ServiceThreads::new();
         for (service, port, listener) in listeners {
-            let (stop, active) = (Arc::clone(&stop), Arc::clone(&active));
-            let thread = std::thread::Builder::new()
-                .name(format!("tcp-{port}"))
-                .spawn(move || accept_loop(&listener, service, port, &stop, &active))?;
-            services.threads.push(thread);
+            let active = Arc::clone(&active);
+            threads.spawn(format!("tcp-{port}"), move |stop| accept_loop(&listener, service, port, stop, &active))?;
             tracing::debug!(port, %service, "TCP service listening");
         }
-        Ok(services)
+        Ok(TcpServices { threads })
     }
 
     /// Stops every thread and waits for them; open connections are closed.
-    pub fn stop(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Early returns (a failed step after the services started) must not leave threads holding the stack.
-impl Drop for TcpServices {
-    fn drop(&mut self) {
-        self.stop_and_join();
+    pub fn stop(self) {
+        self.threads.stop();
     }
 }
 

@@ -221,10 +221,10 @@ impl Connection {
             // Linux's tcp_oow_rate_limited: an out-of-window segment without data is answered at most once per
             // 500 ms, so two ends that each find the other's ACKs unacceptable cannot trade ACKs forever.
             let pure_ack = payload.is_empty() && !flags.contains(TcpFlags::SYN);
-            if pure_ack && self.last_oow_ack.is_some_and(|t| now.saturating_since(t) < OOW_ACK_INTERVAL) {
-                return Processed::alive();
-            }
             if pure_ack {
+                if self.last_oow_ack.is_some_and(|t| now.saturating_since(t) < OOW_ACK_INTERVAL) {
+                    return Processed::alive();
+                }
                 self.last_oow_ack = Some(now);
             }
             if !flags.contains(TcpFlags::RST) {
