@@ -787,6 +787,38 @@ fn the_scaled_right_edge_never_moves_left() {
     }
 }
 
+/// RFC 7323 section 2.4: "The receiver must honor, as in a window, any segment that would have been in window
+/// for any ACK sent by the receiver." A peer that always fills the advertised window to its right edge, in
+/// sizes that leave the edge off the 128-byte scale unit, must have every byte taken until the buffer is full
+/// — the stack may never round an offer up past the space it has.
+#[test]
+fn every_byte_up_to_an_advertised_scaled_edge_is_taken() {
+    let mut c = Conversation::new();
+    let listener = c.listen_with(80, 128, &[(SockOpt::RcvBuf, 8192)]); // 16384 bytes of buffer
+    c.send(linux_syn());
+    let syn_ack = c.expect_seg(SYN | ACK, 0, 1);
+    c.send(seg(ACK).seq(1).ack(1));
+    let fd = c.accept(listener);
+    let mut edge = 1 + u32::from(syn_ack.window);
+    let mut next = 1u32;
+    for _ in 0..200 {
+        let room = edge - next;
+        if room == 0 {
+            break;
+        }
+        let len = room.min(1001) as usize; // odd sizes keep the edge off the scale unit
+        c.send(seg(ACK | PSH).seq(next).ack(1).fill(len));
+        next += len as u32;
+        c.advance(200); // any delayed ACK goes out
+        while let Some(ack) = c.try_next() {
+            assert_eq!(ack.ack, next, "in-window data refused: {ack}");
+            edge = edge.max(ack.ack + (u32::from(ack.window) << 7));
+        }
+    }
+    assert_eq!(edge, next, "the window closed with the buffer full");
+    assert_eq!(c.read(fd), Ok(pattern(1, (next - 1) as usize)), "every byte delivered, in order");
+}
+
 /// RFC 7323 section 5.3 (PAWS): a segment whose timestamp is older than TS.Recent is a stale duplicate: it is
 /// dropped, and acknowledged.
 #[test]

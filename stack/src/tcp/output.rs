@@ -328,11 +328,7 @@ impl Connection {
     /// The header every synchronized segment shares: our window (scaled), the ACK, and the options that go on
     /// every segment (timestamps, SACK blocks).
     fn header(&mut self, now: Instant, seq: SeqNum, flags: TcpFlags) -> TcpHeader {
-        // The window field counts 2^scale-byte units. Rounding down could move the right edge left (RFC 9293
-        // section 3.8.6.2.2 says never to shrink it); like Linux's tcp_select_window, round up instead.
-        let scale = self.negotiated.rcv_wscale;
-        let field = self.window_to_advertise().div_ceil(1 << scale).min(u16::MAX as usize);
-        self.rcv_adv = self.rcv_nxt + (field << scale);
+        let field = self.window_field();
         let mut options = TcpOptions::default();
         if let Some(ts) = self.negotiated.ts {
             options.timestamps = Some((self.ts_now(now), ts.recent));
@@ -363,6 +359,30 @@ impl Connection {
             urgent: 0,
             options,
         }
+    }
+
+    /// The window field: the window to advertise in 2^scale-byte units. RFC 7323 section 2.4: when the edge
+    /// we offered last is not on a unit boundary, the field can only say "a little more" or "a little less".
+    /// Like Linux's tcp_select_window we round up, so the edge does not move left (RFC 9293 section
+    /// 3.8.6.2.2) — but only while the buffer holds the rounded-up window: promising space we lack would
+    /// have us refuse data inside our own offer. Otherwise we round down, retracting by less than a unit,
+    /// and keep honouring every segment inside the furthest edge ever offered, which is what `rcv_adv`
+    /// records (it never moves left, and never past the buffer's free space).
+    fn window_field(&mut self) -> usize {
+        let scale = self.negotiated.rcv_wscale;
+        let unit = 1usize << scale;
+        let wanted = self.window_to_advertise();
+        let room = self.rx.free();
+        let mut field = wanted.div_ceil(unit);
+        if field * unit > room {
+            field = wanted / unit;
+        }
+        let field = field.min(u16::MAX as usize);
+        let edge = self.rcv_nxt + (field << scale);
+        if edge.gt(self.rcv_adv) {
+            self.rcv_adv = edge;
+        }
+        field
     }
 
     /// The payload a segment can carry with the options it carries now (timestamps, and SACK blocks while
