@@ -4,7 +4,7 @@
 //! it checks. Tests marked `#[ignore = "BUG: ..."]` assert what the RFC (and Linux) do where the stack differs.
 
 use std::net::{SocketAddr, SocketAddrV4};
-use ustack::{Errno, Fd, Readiness, Shutdown, SockOpt};
+use ustack::{CongestionAlgorithm, Domain, Errno, Fd, Readiness, Shutdown, SockOpt, SockType};
 use ustack_tests::conversation::*;
 
 fn peer(port: u16) -> SocketAddr {
@@ -634,6 +634,41 @@ fn sack_recovery_retransmits_only_the_holes() {
     assert_eq!(resent, [(seg_start(5), 1448)], "the second hole, and nothing SACKed");
     c.send(seg(ACK).seq(1).ack(seg_start(10)));
     c.expect_nothing();
+}
+
+/// RFC 9438 section 4.6: with CUBIC, the default as on Linux, a fast retransmit sets ssthresh to 0.7 of the
+/// flight; NewReno (`TCP_CONGESTION` 0) halves it (RFC 5681 equation 4). Seen on the wire through the window
+/// inflation of RFC 5681 section 3.2: one of ten segments is lost and the other nine draw duplicate ACKs, so cwnd
+/// ends at ssthresh + 9 segments against 11 in flight (the ten and the retransmission): CUBIC sends
+/// 7 + 9 − 11 = 5 new segments during recovery, Reno 5 + 9 − 11 = 3. The peer does not do SACK.
+#[test]
+fn fast_retransmit_keeps_beta_0_7_of_the_flight_with_cubic_and_half_with_reno() {
+    for (options, new_segments) in
+        [(&[][..], 5u32), (&[(SockOpt::TcpCongestion, CongestionAlgorithm::Reno as i32)][..], 3)]
+    {
+        let mut c = Conversation::new();
+        let listener = c.listen_with(80, 128, options);
+        let (_, fd) = c.open_passive_on(listener, seg(SYN).win(64240).mss(1460).ts().wscale(7));
+        c.write(fd, &app_bytes(20 * 1448));
+        for i in 0..10u32 {
+            c.expect_data(ACK, 1 + i * 1448, 1, 1448);
+        }
+        c.expect_nothing(); // the initial window (RFC 6928) is full
+        c.send(seg(ACK).seq(1).ack(1));
+        c.send(seg(ACK).seq(1).ack(1));
+        c.expect_nothing();
+        c.send(seg(ACK).seq(1).ack(1));
+        c.expect_data(ACK, 1, 1, 1448); // the third duplicate: fast retransmit
+        let mut sent = Vec::new();
+        for _ in 0..6 {
+            c.send(seg(ACK).seq(1).ack(1));
+            while let Some(out) = c.try_next() {
+                sent.push(out.seq);
+            }
+        }
+        let expected: Vec<u32> = (10..10 + new_segments).map(|i| 1 + i * 1448).collect();
+        assert_eq!(sent, expected, "{options:?}: new segments during recovery");
+    }
 }
 
 // =============================================================================================================
@@ -1448,4 +1483,38 @@ fn calls_out_of_turn_get_linux_errnos() {
     assert_eq!(c.stack.connect(listener, Some(peer(8080))), Err(Errno::EISCONN));
     assert_eq!(c.stack.send(listener, b"x", ustack::MsgFlags::NONE), Err(Errno::EPIPE));
     assert_eq!(c.read(listener), Err(Errno::ENOTCONN));
+}
+
+/// `TCP_CONGESTION` (tcp(7); here an `i32`, 0 Reno and 1 CUBIC): CUBIC by default (net.ipv4.tcp_congestion_control
+/// on Linux), anything else EINVAL, inherited by accepted connections from the listener, switchable on a live
+/// connection, and not a UDP option (ENOPROTOOPT).
+#[test]
+fn tcp_congestion_round_trips_and_is_inherited() {
+    let (reno, cubic) = (CongestionAlgorithm::Reno as i32, CongestionAlgorithm::Cubic as i32);
+    let mut c = Conversation::new();
+    let fresh = c.socket();
+    assert_eq!(c.stack.getsockopt(fresh, SockOpt::TcpCongestion), Ok(cubic));
+    assert_eq!(c.stack.setsockopt(fresh, SockOpt::TcpCongestion, reno), Ok(()));
+    assert_eq!(c.stack.getsockopt(fresh, SockOpt::TcpCongestion), Ok(reno));
+    for bad in [2, -1, i32::MAX] {
+        assert_eq!(c.stack.setsockopt(fresh, SockOpt::TcpCongestion, bad), Err(Errno::EINVAL));
+    }
+    assert_eq!(c.stack.getsockopt(fresh, SockOpt::TcpCongestion), Ok(reno), "a bad value changes nothing");
+
+    let listener = c.listen_with(80, 128, &[(SockOpt::TcpCongestion, reno)]);
+    let (_, fd) = c.open_passive_on(listener, linux_syn());
+    assert_eq!(c.stack.getsockopt(fd, SockOpt::TcpCongestion), Ok(reno), "inherited from the listener");
+    assert_eq!(c.stack.setsockopt(fd, SockOpt::TcpCongestion, cubic), Ok(()));
+    assert_eq!(c.stack.getsockopt(fd, SockOpt::TcpCongestion), Ok(cubic), "switched on a live connection");
+    assert_eq!(c.stack.getsockopt(listener, SockOpt::TcpCongestion), Ok(reno));
+
+    // Set on the listener after listen(): the next connection it completes takes it.
+    assert_eq!(c.stack.setsockopt(listener, SockOpt::TcpCongestion, cubic), Ok(()));
+    c.peer_port += 1; // a second connection from the peer
+    let (_, second) = c.open_passive_on(listener, linux_syn());
+    assert_eq!(c.stack.getsockopt(second, SockOpt::TcpCongestion), Ok(cubic));
+
+    let udp = c.stack.socket(Domain::Inet, SockType::Dgram).unwrap();
+    assert_eq!(c.stack.setsockopt(udp, SockOpt::TcpCongestion, cubic), Err(Errno::ENOPROTOOPT));
+    assert_eq!(c.stack.getsockopt(udp, SockOpt::TcpCongestion), Err(Errno::ENOPROTOOPT));
 }

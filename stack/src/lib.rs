@@ -22,4 +22,5 @@ pub mod wire;
 pub use errno::{Errno, SysResult};
 pub use iface::{FrameSink, Stack, StackConfig};
 pub use socket::{Domain, Fd, MsgFlags, Readiness, RecvMeta, Shutdown, SockOpt, SockType, SocketInfo};
+pub use tcp::congestion::CongestionAlgorithm;
 pub use time::{Duration, Instant};

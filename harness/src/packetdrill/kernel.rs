@@ -11,7 +11,7 @@
 //!
 //! | sysctl | value | why |
 //! | --- | --- | --- |
-//! | `net.ipv4.tcp_congestion_control` | `reno` | a namespace inherits the host's (BBR here, which paces); outside the initial namespace only the host's `tcp_allowed_congestion_control` may be chosen, which has `reno` but not `cubic`; Reno's halving is also what ustack does |
+//! | `net.ipv4.tcp_congestion_control` | `reno` | a namespace inherits the host's (BBR here, which paces); outside the initial namespace only the host's `tcp_allowed_congestion_control` may be chosen, which has `reno` but not `cubic`. ustack defaults to CUBIC, as stock Linux does: a script whose packets depend on the algorithm (losses) selects `TCP_CONGESTION` `"reno"` so both sides run the same one |
 //! | `net.ipv4.tcp_syn_linear_timeouts` | `0` | recent kernels (6.18 here) retry the first SYNs at a fixed 1 s by default; the scripts describe the classic exponential backoff |
 //! | `net.ipv4.tcp_rmem` | `4096 131072 6291456` | the 6 MiB maximum gives window scale 7 (as packetdrill's defaults); the host's 32 MiB would give 10 |
 //! | `net.ipv4.tcp_wmem` | `4096 16384 4194304` | Linux's defaults |
@@ -52,7 +52,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use ustack::wire::ethernet::MacAddr;
-use ustack::{Errno, Fd, Instant};
+use ustack::{CongestionAlgorithm, Errno, Fd, Instant};
 use ustack_netdev::namespace::Namespace;
 use ustack_netdev::tap::Tap;
 use ustack_netdev::wait::{wait_readable, EventFd};
@@ -243,6 +243,10 @@ impl KernelSut {
             (0, 2) => s.set_ttl_v4(v as u32),
             (6, 1) => s.set_tcp_nodelay(on),
             (6, 2) => s.set_tcp_mss(v as u32),
+            (6, 13) => match CongestionAlgorithm::try_from(v) {
+                Ok(alg) => s.set_tcp_congestion(alg.name().as_bytes()),
+                Err(()) => Err(io::Error::from_raw_os_error(Errno::ENOENT.code())),
+            },
             (6, 4..=6) => {
                 let k = match name {
                     4 => TcpKeepalive::new().with_time(secs),
@@ -279,6 +283,12 @@ impl KernelSut {
             (6, 4) => s.tcp_keepalive_time()?.as_secs() as i32,
             (6, 5) => s.tcp_keepalive_interval()?.as_secs() as i32,
             (6, 6) => s.tcp_keepalive_retries()? as i32,
+            (6, 13) => {
+                let name = s.tcp_congestion()?;
+                let name = String::from_utf8_lossy(&name);
+                // An algorithm ustack does not have (bbr) reads as -1, which no script expects.
+                CongestionAlgorithm::from_name(name.trim_end_matches('\0')).map_or(-1, |alg| alg as i32)
+            }
             _ => return Err(io::Error::from_raw_os_error(Errno::ENOPROTOOPT.code())),
         })
     }

@@ -68,7 +68,8 @@
 //! MSG_DONTWAIT, MSG_TRUNC), `write`, `writev`, `send`, `sendto`, `close`, `shutdown`, `setsockopt` and
 //! `getsockopt` (SO_REUSEADDR, SO_RCVBUF, SO_SNDBUF, SO_KEEPALIVE, SO_BROADCAST, SO_LINGER `{onoff=1,
 //! linger=0}`, SO_ERROR, SO_TYPE, SO_ACCEPTCONN, IP_TTL, IP_TOS, TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE,
-//! TCP_KEEPINTVL, TCP_KEEPCNT, TCP_LINGER2; values like `[1]`, `[ECONNREFUSED]`), `fcntl` (F_GETFL, F_SETFL)
+//! TCP_KEEPINTVL, TCP_KEEPCNT, TCP_LINGER2, TCP_CONGESTION `"reno"` or `"cubic"`; values like `[1]`,
+//! `[ECONNREFUSED]`), `fcntl` (F_GETFL, F_SETFL)
 //! and `poll` (`[{fd=4, events=POLLIN, revents=POLLIN}]`, revents checked). Packets: TCP with any of
 //! `F S R P . U E W` and `-`, options `nop`, `eol`, `mss`, `wscale`, `sackOK`, `sack a:b ...`, `TS val .. ecr
 //! ..`; `udp (len)`; `icmp unreachable <code> [mtu N] [[a:b(n)] | [udp (n)]]` inbound and the type and code
@@ -83,8 +84,8 @@
 //! Shell commands in backquotes (init, cleanup or events, so also `sysctl` settings), `%{ python }%` blocks,
 //! IPv6 and `--ip_version=ipv6`, IP header fields on packet lines (`[ect0]`, `(tos ..)`, `ttl`), explicit IP
 //! or encapsulation headers, AccECN flags, Fast Open and MD5 options, fuzzing, `sendmsg`, `recvmsg`,
-//! `epoll_*`, `ioctl`, `sendfile`, `TCP_INFO`, `TCP_CONGESTION` and every other symbol or option not listed
-//! above. [`check_support`] lists them before anything runs.
+//! `epoll_*`, `ioctl`, `sendfile`, `TCP_INFO` and every other symbol or option not listed above.
+//! [`check_support`] lists them before anything runs.
 
 pub mod ast;
 pub mod config;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use ustack::wire::arp::ArpOp;
 use ustack::wire::checksum;
 use ustack::wire::ipv4::Ipv4Header;
-use ustack::{Errno, Fd, Instant};
+use ustack::{CongestionAlgorithm, Errno, Fd, Instant};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -1460,6 +1460,12 @@ impl<'a> Runner<'a> {
                     let on = value.and_then(|v| v.field("onoff")).and_then(Value::int).unwrap_or(0);
                     let secs = value.and_then(|v| v.field("linger")).and_then(Value::int).unwrap_or(0);
                     OptVal::Linger((on != 0).then(|| Duration::from_secs(secs.max(0) as u64)))
+                } else if let (symbols::TCP_CONGESTION, Some(Value::Str(ca))) = ((level, name), value) {
+                    // Linux's tcp_set_congestion_control: an algorithm it does not know is ENOENT.
+                    match CongestionAlgorithm::from_name(ca) {
+                        Some(alg) => OptVal::Int(alg as i32),
+                        None => return Done(Err(Errno::ENOENT)),
+                    }
                 } else {
                     OptVal::Int(value.and_then(Value::int).unwrap_or(0) as i32)
                 };
@@ -1482,7 +1488,14 @@ impl<'a> Runner<'a> {
                         Done(Ok(0))
                     }
                     Ok(OptVal::Int(v)) => {
-                        if let Some(w) = want.int() {
+                        if let (symbols::TCP_CONGESTION, Value::Str(w)) = ((level, name), &want) {
+                            // The script names the algorithm; ustack answers with its number.
+                            let got = CongestionAlgorithm::try_from(v).map_or("?", CongestionAlgorithm::name);
+                            if w != got {
+                                call.check =
+                                    Some(format!("getsockopt TCP_CONGESTION: expected \"{w}\" but got \"{got}\""));
+                            }
+                        } else if let Some(w) = want.int() {
                             if w != i64::from(v) {
                                 let opt = symbols::sockopt(level, name).map_or("option", |o| o.name());
                                 call.check = Some(format!("getsockopt {opt}: expected value {w} but got {v}"));

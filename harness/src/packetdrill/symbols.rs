@@ -37,6 +37,7 @@ const SYMBOLS: &[(&str, i64)] = &[
     ("TCP_KEEPINTVL", 5),
     ("TCP_KEEPCNT", 6),
     ("TCP_LINGER2", 8),
+    ("TCP_CONGESTION", 13),
     ("F_GETFL", 3),
     ("F_SETFL", 4),
     ("O_RDONLY", 0),
@@ -143,6 +144,7 @@ pub fn sockopt(level: i64, name: i64) -> Option<SockOpt> {
         (6, 5) => SockOpt::TcpKeepIntvl,
         (6, 6) => SockOpt::TcpKeepCnt,
         (6, 8) => SockOpt::TcpLinger2,
+        (6, 13) => SockOpt::TcpCongestion,
         _ => return None,
     })
 }
@@ -151,6 +153,9 @@ pub fn sockopt(level: i64, name: i64) -> Option<SockOpt> {
 pub const SO_LINGER: (i64, i64) = (1, 13);
 /// `SOL_TCP, TCP_LINGER2`.
 pub const TCP_LINGER2: (i64, i64) = (6, 8);
+/// `SOL_TCP, TCP_CONGESTION`: scripts give the algorithm's name (`"reno"`), ustack takes a
+/// [`ustack::CongestionAlgorithm`] as a number.
+pub const TCP_CONGESTION: (i64, i64) = (6, 13);
 
 /// The system calls the interpreter runs.
 pub const SYSCALLS: &[&str] = &[

@@ -122,6 +122,9 @@ pub enum SockOpt {
     TcpKeepCnt,
     /// `IPPROTO_TCP, TCP_LINGER2` (seconds).
     TcpLinger2,
+    /// `IPPROTO_TCP, TCP_CONGESTION`: Linux takes the algorithm's name; here the value is a
+    /// [`CongestionAlgorithm`](crate::CongestionAlgorithm) as `i32` (0 Reno, 1 CUBIC).
+    TcpCongestion,
 }
 
 impl SockOpt {
@@ -144,6 +147,7 @@ impl SockOpt {
             SockOpt::TcpKeepIntvl => "TCP_KEEPINTVL",
             SockOpt::TcpKeepCnt => "TCP_KEEPCNT",
             SockOpt::TcpLinger2 => "TCP_LINGER2",
+            SockOpt::TcpCongestion => "TCP_CONGESTION",
         }
     }
 }

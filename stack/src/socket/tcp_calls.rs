@@ -6,6 +6,7 @@ use super::{buffer_size_from_user, Fd, MsgFlags, Readiness, RecvMeta, Shutdown, 
 use crate::errno::{Errno, SysResult};
 use crate::iface::Stack;
 use crate::storage::slab::SlabKey;
+use crate::tcp::congestion::CongestionAlgorithm;
 use crate::tcp::connection::{Outcome, State};
 use crate::tcp::handshake::Buffers;
 use crate::tcp::listener::Listener;
@@ -529,11 +530,21 @@ impl Stack {
                 }
             }
             SockOpt::IpTos => sock.opts.tos = (value & 0xff) as u8,
+            SockOpt::TcpCongestion => {
+                // Linux answers an unknown algorithm name with ENOENT; an out-of-range number is EINVAL.
+                sock.opts.congestion = CongestionAlgorithm::try_from(value).map_err(|()| Errno::EINVAL)?;
+            }
             SockOpt::Broadcast => {}
             SockOpt::Error | SockOpt::Type | SockOpt::AcceptConn => return Err(Errno::ENOPROTOOPT),
         }
-        // A connection takes the new options at once.
+        // A connection takes the new options at once; a listener hands them to the connections it completes from
+        // now on, as Linux's children copy the listener's options when they are created.
         let (opts, buffers) = (sock.opts.clone(), sock.buffers);
+        if let TcpSocketKind::Listener(lk) = sock.kind {
+            if let Some(listener) = self.tcp.listeners.get_mut(lk) {
+                listener.opts = opts.clone();
+            }
+        }
         if let Some(k) = key {
             if let Some(conn) = self.tcp.conns.get_mut(k) {
                 conn.opts = opts;
@@ -545,6 +556,9 @@ impl Stack {
                 }
                 if matches!(opt, SockOpt::KeepAlive | SockOpt::TcpKeepIdle) {
                     conn.arm_keepalive();
+                }
+                if opt == SockOpt::TcpCongestion {
+                    conn.cc.set_algorithm(conn.opts.congestion);
                 }
                 self.tcp.wake(k);
             }
@@ -581,6 +595,7 @@ impl Stack {
             SockOpt::Broadcast => 0,
             SockOpt::IpTtl => i32::from(sock.opts.ttl.unwrap_or(self.config.ttl)),
             SockOpt::IpTos => i32::from(sock.opts.tos),
+            SockOpt::TcpCongestion => sock.opts.congestion as i32,
         })
     }
 

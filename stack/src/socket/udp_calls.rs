@@ -293,7 +293,8 @@ impl Stack {
             | SockOpt::TcpKeepIdle
             | SockOpt::TcpKeepIntvl
             | SockOpt::TcpKeepCnt
-            | SockOpt::TcpLinger2 => return Err(Errno::ENOPROTOOPT),
+            | SockOpt::TcpLinger2
+            | SockOpt::TcpCongestion => return Err(Errno::ENOPROTOOPT),
         }
         self.events.push(fd);
         Ok(())
@@ -318,7 +319,8 @@ impl Stack {
             | SockOpt::TcpKeepIdle
             | SockOpt::TcpKeepIntvl
             | SockOpt::TcpKeepCnt
-            | SockOpt::TcpLinger2 => return Err(Errno::ENOPROTOOPT),
+            | SockOpt::TcpLinger2
+            | SockOpt::TcpCongestion => return Err(Errno::ENOPROTOOPT),
         })
     }
 

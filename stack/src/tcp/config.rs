@@ -1,5 +1,6 @@
 //! TCP tunables, with the Linux kernel's defaults (the sysctl each mirrors is named).
 
+use super::congestion::CongestionAlgorithm;
 use crate::time::Duration;
 
 /// Tunables shared by every TCP connection of a stack.
@@ -46,6 +47,9 @@ pub struct TcpConfig {
     pub sack: bool,
     /// Initial congestion window in segments (RFC 6928; 10 applies its byte cap of max(2*MSS, 14600)).
     pub initial_window: usize,
+    /// Congestion control of a new socket, changed per socket with `TCP_CONGESTION`
+    /// (net.ipv4.tcp_congestion_control; Linux's default is CUBIC).
+    pub congestion: CongestionAlgorithm,
     /// Challenge ACKs sent per second, at most (RFC 5961 section 7; net.ipv4.tcp_challenge_ack_limit).
     pub challenge_ack_limit: u32,
     /// Out-of-order ranges held per connection, at most.
@@ -79,6 +83,7 @@ impl Default for TcpConfig {
             timestamps: true,
             sack: true,
             initial_window: 10,
+            congestion: CongestionAlgorithm::Cubic,
             challenge_ack_limit: 1000,
             max_ooo_ranges: 64,
             somaxconn: 4096,

@@ -3,7 +3,7 @@
 
 use super::assembler::Assembler;
 use super::config::TcpConfig;
-use super::congestion::NewReno;
+use super::congestion::{CongestionAlgorithm, CongestionControl};
 use super::rtt::RttEstimator;
 use super::sack_scoreboard::Scoreboard;
 use super::seq::SeqNum;
@@ -99,6 +99,8 @@ pub struct ConnOptions {
     /// `IP_TTL` (`None`: the stack's default) and `IP_TOS` of this socket's segments.
     pub ttl: Option<u8>,
     pub tos: u8,
+    /// `TCP_CONGESTION`: the congestion control algorithm.
+    pub congestion: CongestionAlgorithm,
 }
 
 impl ConnOptions {
@@ -113,6 +115,7 @@ impl ConnOptions {
             user_mss: None,
             ttl: None,
             tos: 0,
+            congestion: config.congestion,
         }
     }
 }
@@ -205,7 +208,7 @@ pub struct Connection {
     pub retries: u32,
     /// Unanswered zero-window or keepalive probes.
     pub probes: u32,
-    pub cc: NewReno,
+    pub cc: CongestionControl,
     /// Retransmit the segment at SND.UNA on the next transmit (fast retransmit, partial ACK).
     pub retransmit_now: bool,
     /// The end of the last less-than-full segment sent (Minshall's variant of Nagle: hold a small segment only

@@ -3,7 +3,7 @@
 
 use super::assembler::Assembler;
 use super::config::TcpConfig;
-use super::congestion::NewReno;
+use super::congestion::CongestionControl;
 use super::connection::{ConnOptions, Connection, Negotiated, State, Timestamps};
 use super::rtt::RttEstimator;
 use super::seq::SeqNum;
@@ -146,7 +146,7 @@ impl Connection {
             rtt_probe: None,
             retries: 0,
             probes: 0,
-            cc: NewReno::new(negotiated.send_mss, config.initial_window),
+            cc: CongestionControl::new(opts.congestion, negotiated.send_mss, config.initial_window),
             retransmit_now: false,
             snd_sml: iss,
             cwnd_limited: false,

@@ -3,7 +3,7 @@
 //! with RFC 5961's defences against blind in-window attacks and RFC 7323's PAWS.
 
 use super::config::TcpConfig;
-use super::congestion::{AckAction, DupAckAction};
+use super::congestion::{AckAction, CongestionControl, DupAckAction};
 use super::connection::{Connection, Outcome, State, Timestamps};
 use super::handshake::{negotiate, syn_options};
 use super::seq::SeqNum;
@@ -107,8 +107,7 @@ impl Connection {
         let offered = syn_options(ctx.config, self.negotiated.our_mss, 0);
         let ts_offset = self.negotiated.ts.map_or(0, |t| t.offset);
         self.negotiated = negotiate(ctx.config, self.negotiated.our_mss, &seg.options, now, ts_offset, &offered);
-        self.cc.set_mss(self.negotiated.send_mss);
-        self.cc = super::congestion::NewReno::new(self.negotiated.send_mss, ctx.config.initial_window);
+        self.cc = CongestionControl::new(self.opts.congestion, self.negotiated.send_mss, ctx.config.initial_window);
         if ack_ok {
             // Our SYN is acknowledged: ESTABLISHED, and ACK the peer's SYN at once.
             self.snd_una = seg.ack;
@@ -445,7 +444,8 @@ impl Connection {
         self.sacked.advance(self.snd_una);
         self.recovery_rexmit_bytes = self.recovery_rexmit_bytes.saturating_sub(acked);
         // A partial ACK (RFC 6582) retransmits the next hole, unless SACK recovery already resent it.
-        if self.cc.on_ack(seg.ack, acked, flight, self.cwnd_limited) == AckAction::RetransmitNext
+        let srtt = self.rtt.srtt();
+        if self.cc.on_ack(now, srtt, seg.ack, acked, flight, self.cwnd_limited) == AckAction::RetransmitNext
             && self.snd_una.lt(self.snd_max)
             && !self.recovery_next.gt(self.snd_una)
         {

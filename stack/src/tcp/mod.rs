@@ -1,6 +1,7 @@
 //! TCP (RFC 9293), with the extensions a modern peer expects: window scaling and timestamps (RFC 7323),
-//! selective acknowledgments (RFC 2018), RFC 6298 retransmission timing, NewReno congestion control
-//! (RFC 5681, RFC 6582), RFC 6528 initial sequence numbers and RFC 5961 protection against blind attacks.
+//! selective acknowledgments (RFC 2018), RFC 6298 retransmission timing, CUBIC (RFC 9438, the default) or NewReno
+//! (RFC 5681, RFC 6582) congestion control, RFC 6528 initial sequence numbers and RFC 5961 protection against
+//! blind attacks.
 
 pub mod assembler;
 pub mod config;
