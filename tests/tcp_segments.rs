@@ -739,6 +739,43 @@ fn delayed_ack_every_second_full_segment_or_after_40ms() {
     c.expect_seg(ACK, 1, 4445);
 }
 
+/// Segments that arrive in one device read are answered together, as Linux answers a GRO super-segment: the
+/// ACKs that "every second full-sized segment" (RFC 9293 section 3.8.6.3) would call for inside the batch
+/// would each be superseded before leaving, so one ACK covers the batch; and a lone segment still waits
+/// for the delayed-ACK timer.
+#[test]
+fn a_batch_of_segments_is_answered_with_one_ack() {
+    let (mut c, fd) = established_active_with(|cfg| cfg.tcp.quick_acks = 0);
+    c.send_batch((0..6).map(|i| seg(ACK).seq(1 + i * 1448).ack(1).fill(1448)).collect());
+    c.expect_seg(ACK, 1, 1 + 6 * 1448);
+    c.expect_nothing();
+    assert_eq!(c.read(fd), Ok(pattern(1, 6 * 1448)), "every segment of the batch delivered, in order");
+
+    c.send_batch(vec![seg(ACK | PSH).seq(1 + 6 * 1448).ack(1).fill(100)]);
+    c.expect_nothing();
+    c.advance(40);
+    c.expect_seg(ACK, 1, 1 + 6 * 1448 + 100);
+}
+
+/// Buffers are lent, not owned: once the application has read everything and the peer has acknowledged
+/// everything, an idle connection holds no buffer memory (its rings went back to the stack's spare pool).
+#[test]
+fn an_idle_connection_holds_no_buffer_memory() {
+    let (mut c, fd) = established();
+    c.write(fd, &app_bytes(1000));
+    c.expect_data(ACK | PSH, 1, 1, 1000);
+    c.send(seg(ACK | PSH).seq(1).ack(1001).fill(500));
+    c.expect_seg(ACK, 1001, 501);
+    assert!(c.stack.tcp_memory().ring_bytes > 0, "unread data is held");
+    assert_eq!(c.read(fd), Ok(pattern(1, 500)));
+    let memory = c.stack.tcp_memory();
+    assert_eq!(memory.ring_bytes, 0, "read dry and all acknowledged: no ring storage held");
+    assert!(memory.spare_bytes > 0, "the storage waits in the pool for the next writer");
+    c.write(fd, &app_bytes(10));
+    c.expect_data(ACK | PSH, 1001, 501, 10);
+    assert_eq!(c.stack.tcp_memory().spare_bytes, memory.spare_bytes - 262_144, "the send ring took it back");
+}
+
 /// RFC 9293 section 3.8.6.3 and RFC 1122 section 4.2.3.2: an acknowledgment held for the delayed-ACK timer
 /// rides on the next data segment, and the timer is then cancelled.
 #[test]

@@ -132,9 +132,7 @@ fn fd(c: usize) -> Fd {
 impl Node for UstackNode {
     fn input(&mut self, now: Instant, rx: &FrameBatch, tx: &mut FrameBatch) {
         let mut sink = Sink { batch: tx, drops: &mut self.drops };
-        for frame in rx.iter() {
-            self.stack.receive(now, frame, &mut sink);
-        }
+        self.stack.receive_batch(now, rx.iter(), &mut sink);
     }
 
     fn output(&mut self, now: Instant, tx: &mut FrameBatch) {

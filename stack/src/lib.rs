@@ -23,4 +23,5 @@ pub use errno::{Errno, SysResult};
 pub use iface::{FrameSink, Stack, StackConfig};
 pub use socket::{Domain, Fd, MsgFlags, Readiness, RecvMeta, Shutdown, SockOpt, SockType, SocketInfo};
 pub use tcp::congestion::CongestionAlgorithm;
+pub use tcp::layer::TcpMemory;
 pub use time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! the link), so a minute of protocol time with nothing happening costs nothing, and a run depends only on the
 //! seeds it was given.
 
-use crate::iface::{Stack, StackConfig};
+use crate::iface::{FrameSink, Stack, StackConfig};
 use crate::time::{earliest, Duration, Instant};
 use std::io;
 use std::path::Path;
@@ -138,21 +138,17 @@ impl SimNet {
                 Side::A => (&mut self.a, &mut self.end_a),
                 Side::B => (&mut self.b, &mut self.end_b),
             };
+            let mut sink = PipeSink { end, tx: &mut self.tx, capture: &mut self.capture, now: self.now };
             loop {
                 self.rx.clear();
-                let n = end.recv_batch(&mut self.rx).unwrap_or(0);
-                for frame in self.rx.iter() {
-                    stack.receive(self.now, frame, &mut self.tx);
-                    if self.tx.is_full() {
-                        flush(end, &mut self.tx, &mut self.capture, self.now);
-                    }
-                }
+                let n = sink.end.recv_batch(&mut self.rx).unwrap_or(0);
+                stack.receive_batch(self.now, self.rx.iter(), &mut sink);
                 if n < self.rx.capacity() {
                     break;
                 }
             }
-            stack.poll(self.now, &mut self.tx);
-            flush(end, &mut self.tx, &mut self.capture, self.now);
+            stack.poll(self.now, &mut sink);
+            sink.flush();
         }
     }
 
@@ -189,20 +185,35 @@ impl SimNet {
     }
 }
 
-fn flush(
-    end: &mut PipeEnd,
-    tx: &mut FrameBatch,
-    capture: &mut Option<Writer<std::io::BufWriter<std::fs::File>>>,
+/// A [`FrameSink`] onto one end of the pipe that sends its batch whenever it fills, so a burst of output is
+/// never cut short by the batch's size; every frame sent is also written to the capture, if any.
+struct PipeSink<'a> {
+    end: &'a mut PipeEnd,
+    tx: &'a mut FrameBatch,
+    capture: &'a mut Option<Writer<std::io::BufWriter<std::fs::File>>>,
     now: Instant,
-) {
-    if tx.is_empty() {
-        return;
-    }
-    if let Some(w) = capture.as_mut() {
-        for frame in tx.iter() {
-            let _ = w.write_packet(now.since_origin(), frame);
+}
+
+impl PipeSink<'_> {
+    fn flush(&mut self) {
+        if self.tx.is_empty() {
+            return;
         }
+        if let Some(w) = self.capture.as_mut() {
+            for frame in self.tx.iter() {
+                let _ = w.write_packet(self.now.since_origin(), frame);
+            }
+        }
+        let _ = self.end.send_batch(self.tx);
+        self.tx.clear();
     }
-    let _ = end.send_batch(tx);
-    tx.clear();
+}
+
+impl FrameSink for PipeSink<'_> {
+    fn frame(&mut self, len: usize) -> Option<&mut [u8]> {
+        if self.tx.is_full() {
+            self.flush();
+        }
+        self.tx.push_with_len(len)
+    }
 }

@@ -363,6 +363,24 @@ impl Conversation {
 
     /// The peer sends `s`; whatever the stack sends in reply is collected.
     pub fn send(&mut self, s: Seg) {
+        let frame = self.frame(s);
+        let mut out = Vec::new();
+        self.stack.receive(self.now, &frame, &mut out);
+        self.stack.poll(self.now, &mut out);
+        self.collect(out);
+    }
+
+    /// The peer's segments arrive together, as one device read hands them over (`Stack::receive_batch`).
+    pub fn send_batch(&mut self, segs: Vec<Seg>) {
+        let frames: Vec<Vec<u8>> = segs.into_iter().map(|s| self.frame(s)).collect();
+        let mut out = Vec::new();
+        self.stack.receive_batch(self.now, frames.iter().map(Vec::as_slice), &mut out);
+        self.stack.poll(self.now, &mut out);
+        self.collect(out);
+    }
+
+    /// The frame carrying `s` from the peer (logged as sent).
+    fn frame(&mut self, s: Seg) -> Vec<u8> {
         let our_port = s.to_port.unwrap_or(self.port);
         let peer_port = s.from_port.unwrap_or(self.peer_port);
         let key = (our_port, peer_port);
@@ -411,10 +429,7 @@ impl Conversation {
         let mut shown = s.clone();
         shown.options.timestamps = options.timestamps;
         self.log(">", &format_args!("{peer_port} > {our_port} {shown}"));
-        let mut out = Vec::new();
-        self.stack.receive(self.now, &frame, &mut out);
-        self.stack.poll(self.now, &mut out);
-        self.collect(out);
+        frame
     }
 
     /// Polls the stack now (output of socket calls goes out on the next poll) and collects what it sends.

@@ -33,6 +33,23 @@ impl Stack {
         }
     }
 
+    /// Processes a batch of frames received together (one device read) at time `now`. TCP output the
+    /// frames cause waits until the whole batch is in (see `TcpLayer::end_batch`): one ACK then answers many
+    /// segments, and acknowledged space is refilled in one burst.
+    pub fn receive_batch<'a>(
+        &mut self,
+        now: Instant,
+        frames: impl IntoIterator<Item = &'a [u8]>,
+        tx: &mut dyn FrameSink,
+    ) {
+        self.tcp.batching = true;
+        for frame in frames {
+            self.receive(now, frame, tx);
+        }
+        self.tcp.end_batch(now);
+        self.flush_tcp(now, tx);
+    }
+
     /// RFC 826 "Packet Reception", in order: update an existing entry for the sender (merge), then if the
     /// packet is for our address add the sender if new, and answer a request.
     fn receive_arp(&mut self, now: Instant, payload: &[u8], tx: &mut dyn FrameSink) {

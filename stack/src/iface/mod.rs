@@ -170,7 +170,7 @@ impl Stack {
     /// A stack with no sockets.
     pub fn new(config: StackConfig) -> Self {
         Stack {
-            neighbors: NeighborCache::new(config.arp.clone()),
+            neighbors: NeighborCache::new(config.arp.clone(), config.seed ^ 0x6e65_6967_6862_6f72),
             reassembler: Reassembler::new(config.reassembly.clone()),
             icmp_limiter: TokenBucket::new(config.icmp_rate_per_sec, config.icmp_burst),
             counters: Counters::default(),
@@ -196,6 +196,12 @@ impl Stack {
     }
 
     /// The counters, named as Linux names them.
+    /// The memory TCP buffers occupy: held by connections' rings, and spare for reuse. Walks every
+    /// connection: for monitoring, not for a per-packet path.
+    pub fn tcp_memory(&self) -> crate::tcp::layer::TcpMemory {
+        self.tcp.memory()
+    }
+
     pub fn counters(&self) -> Counters {
         let mut c = self.counters.clone();
         c.tcp = self.tcp.counters.clone();

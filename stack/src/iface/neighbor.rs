@@ -5,10 +5,11 @@
 //! second and holds packets; a *reachable* entry is used for `reachable_time`; after that it is still used but
 //! *stale*: it is refreshed with unicast requests and dropped if they go unanswered.
 
+use crate::storage::flow_map::{flow_map, FlowMap};
 use crate::time::{earliest, Duration, Instant};
 use crate::wire::ethernet::MacAddr;
 use crate::wire::ipv4::Ipv4Header;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 /// Tunables of the cache.
@@ -71,7 +72,10 @@ pub struct NeighborActions {
 #[derive(Debug)]
 pub struct NeighborCache {
     config: ArpConfig,
-    entries: HashMap<Ipv4Addr, State>,
+    entries: FlowMap<Ipv4Addr, State>,
+    /// No entry has a timer due before this (it may be earlier than the true next deadline, never later), so
+    /// that `poll` and `poll_at`, called on every pass of the driver, need not scan the table.
+    next_due: Option<Instant>,
 }
 
 /// The result of queuing a packet behind an unresolved address.
@@ -88,8 +92,8 @@ pub enum QueueOutcome {
 }
 
 impl NeighborCache {
-    pub fn new(config: ArpConfig) -> Self {
-        NeighborCache { config, entries: HashMap::new() }
+    pub fn new(config: ArpConfig, seed: u64) -> Self {
+        NeighborCache { config, entries: flow_map(seed), next_due: None }
     }
 
     /// The hardware address for `ip` if known (fresh or stale).
@@ -140,6 +144,7 @@ impl NeighborCache {
                 if first {
                     *requests_sent = 1;
                     *next_request = now + interval;
+                    self.next_due = earliest(self.next_due, Some(now + interval));
                 }
                 outcome
             }
@@ -154,6 +159,7 @@ impl NeighborCache {
             return Vec::new();
         }
         let fresh = State::Reachable { mac, confirmed: now, probes_sent: 0, next_probe: now };
+        self.next_due = earliest(self.next_due, Some(now + self.config.reachable_time));
         match self.entries.get_mut(&ip) {
             Some(state) => match std::mem::replace(state, fresh) {
                 State::Incomplete { queue, .. } => queue.into(),
@@ -171,6 +177,9 @@ impl NeighborCache {
     /// Runs the timers due at `now`.
     pub fn poll(&mut self, now: Instant) -> NeighborActions {
         let mut actions = NeighborActions::default();
+        if self.next_due.is_none_or(|due| now < due) {
+            return actions;
+        }
         let (interval, max, reachable) =
             (self.config.retransmit_interval, self.config.max_requests, self.config.reachable_time);
         let mut dead = Vec::new();
@@ -206,12 +215,17 @@ impl NeighborCache {
         for ip in dead {
             self.entries.remove(&ip);
         }
+        self.next_due = self.scan_next_due();
         actions
     }
 
-    /// When [`NeighborCache::poll`] next has work. Scans the table: it holds at most `max_entries`, and only a
-    /// handful are ever unresolved at once.
+    /// When [`NeighborCache::poll`] next has work (possibly a little early: then it finds nothing to do).
     pub fn poll_at(&self) -> Option<Instant> {
+        self.next_due
+    }
+
+    /// The earliest timer of any entry, by scanning the table.
+    fn scan_next_due(&self) -> Option<Instant> {
         let reachable = self.config.reachable_time;
         self.entries.values().fold(None, |acc, state| {
             let t = match state {
@@ -264,7 +278,7 @@ mod tests {
 
     #[test]
     fn queue_resolve_release() {
-        let mut c = NeighborCache::new(ArpConfig::default());
+        let mut c = NeighborCache::new(ArpConfig::default(), 7);
         let t = Instant::from_secs(1);
         assert_eq!(c.queue(t, IP, packet(10)), QueueOutcome::QueuedSendRequest);
         assert_eq!(c.queue(t, IP, packet(20)), QueueOutcome::Queued);
@@ -276,7 +290,7 @@ mod tests {
 
     #[test]
     fn unanswered_requests_fail_after_three() {
-        let mut c = NeighborCache::new(ArpConfig::default());
+        let mut c = NeighborCache::new(ArpConfig::default(), 7);
         let t = Instant::from_secs(1);
         c.queue(t, IP, packet(10));
         let mut requests = 1;
@@ -294,7 +308,7 @@ mod tests {
     #[test]
     fn queue_is_bounded_dropping_oldest() {
         let config = ArpConfig { queue_bytes_per_neighbor: 100, ..ArpConfig::default() };
-        let mut c = NeighborCache::new(config);
+        let mut c = NeighborCache::new(config, 7);
         let t = Instant::ZERO;
         c.queue(t, IP, packet(60));
         assert_eq!(c.queue(t, IP, packet(60)), QueueOutcome::QueuedDroppedOldest);
@@ -303,7 +317,7 @@ mod tests {
 
     #[test]
     fn stale_entries_are_probed_then_dropped() {
-        let mut c = NeighborCache::new(ArpConfig::default());
+        let mut c = NeighborCache::new(ArpConfig::default(), 7);
         c.learn(Instant::ZERO, IP, MAC, true);
         assert!(c.poll(Instant::from_secs(10)).unicast_probes.is_empty());
         let mut probes = 0;
@@ -316,7 +330,7 @@ mod tests {
 
     #[test]
     fn learn_without_create_ignores_strangers_and_bad_addresses() {
-        let mut c = NeighborCache::new(ArpConfig::default());
+        let mut c = NeighborCache::new(ArpConfig::default(), 7);
         c.learn(Instant::ZERO, IP, MAC, false);
         assert_eq!(c.lookup(IP), None);
         c.learn(Instant::ZERO, IP, MacAddr::BROADCAST, true);
@@ -326,7 +340,7 @@ mod tests {
     #[test]
     fn full_table_evicts_oldest_resolved() {
         let config = ArpConfig { max_entries: 2, ..ArpConfig::default() };
-        let mut c = NeighborCache::new(config);
+        let mut c = NeighborCache::new(config, 7);
         c.learn(Instant::from_secs(1), Ipv4Addr::new(198, 18, 0, 10), MAC, true);
         c.learn(Instant::from_secs(2), Ipv4Addr::new(198, 18, 0, 11), MAC, true);
         c.learn(Instant::from_secs(3), Ipv4Addr::new(198, 18, 0, 12), MAC, true);

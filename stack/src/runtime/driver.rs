@@ -362,9 +362,7 @@ fn drive<D: Device>(shared: Arc<Shared>, mut device: D, options: NetStackOptions
                     0
                 }
             };
-            for frame in rx.iter() {
-                stack.receive(now, frame, &mut sink);
-            }
+            stack.receive_batch(now, rx.iter(), &mut sink);
             if received < rx.capacity() {
                 break;
             }

@@ -314,6 +314,10 @@ impl Stack {
         if buf.is_empty() {
             return Ok(0);
         }
+        if conn.tx.is_detached() {
+            self.tcp.lend_send_buffer(k);
+        }
+        let conn = self.tcp.conns.get_mut(k).ok_or(Errno::EPIPE)?;
         let n = conn.tx.push(buf);
         if n == 0 {
             return Err(Errno::EAGAIN);
@@ -340,6 +344,7 @@ impl Stack {
                 if conn.window_update_due() {
                     self.tcp.wake(k);
                 }
+                self.tcp.reclaim_buffers(k);
                 // Reading may end readability: edge-triggered watchers must see the fall to see the next rise.
                 self.tcp.events.push(fd);
                 n

@@ -13,7 +13,9 @@
 //! queue, removing bytes from the front never moves the end.
 //!
 //! Memory: nothing until the first write, then exactly `capacity` bytes; the buffer never grows by itself.
-//! An idle listener's many accepted-but-silent connections thus cost no buffer memory.
+//! An idle listener's many accepted-but-silent connections thus cost no buffer memory, and an empty ring can
+//! give its storage back ([`RingBuffer::detach`]) to be lent again ([`RingBuffer::attach`]) from a
+//! [`crate::storage::buffer_pool::BufferPool`].
 
 /// A byte queue of fixed capacity with random-access reads and writes into its free space.
 #[derive(Debug, Clone)]
@@ -143,6 +145,45 @@ impl RingBuffer {
         self.capacity = capacity;
         self.head = 0;
         true
+    }
+
+    /// Bytes of storage the ring holds (its capacity, or 0 when it has none).
+    pub fn storage_bytes(&self) -> usize {
+        self.storage.len()
+    }
+
+    /// True when the ring holds no storage (a write would have to allocate it).
+    pub fn is_detached(&self) -> bool {
+        self.storage.len() != self.capacity
+    }
+
+    /// Gives the ring `storage` to use, if it has none and `storage` is exactly its capacity long. Returns the
+    /// storage when it is not taken, for the caller to keep.
+    pub fn attach(&mut self, storage: Vec<u8>) -> Option<Vec<u8>> {
+        if !self.is_detached() || storage.len() != self.capacity || self.capacity == 0 {
+            return Some(storage);
+        }
+        self.storage = storage;
+        self.head = 0;
+        None
+    }
+
+    /// Takes the storage out of an empty ring (bytes parked by `write_at` are lost: the caller detaches only
+    /// when none are). `None` when the ring holds bytes or has no storage.
+    pub fn detach(&mut self) -> Option<Vec<u8>> {
+        if self.len > 0 || self.storage.is_empty() {
+            return None;
+        }
+        self.head = 0;
+        Some(std::mem::take(&mut self.storage))
+    }
+
+    /// The storage, whatever it holds, for reuse by another ring once this one is gone.
+    pub fn into_storage(self) -> Vec<u8> {
+        if self.is_detached() {
+            return Vec::new();
+        }
+        self.storage
     }
 
     /// Allocates the storage on first use. False if it cannot be (an absurd capacity): the buffer then behaves
@@ -324,6 +365,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_empty_ring_lends_its_storage_and_takes_it_back() {
+        let mut r = RingBuffer::new(8);
+        assert!(r.is_detached(), "nothing allocated before the first write");
+        assert_eq!(r.detach(), None);
+        assert_eq!(r.attach(vec![0; 7]), Some(vec![0; 7]), "storage of the wrong size is refused");
+        assert_eq!(r.attach(vec![9; 8]), None);
+        assert!(!r.is_detached());
+        r.push(b"abcdef");
+        let mut out = [0; 4];
+        r.pop(&mut out);
+        assert_eq!(r.detach(), None, "a ring holding bytes keeps its storage");
+        r.pop(&mut out);
+        let storage = r.detach().expect("empty: the storage comes out");
+        assert_eq!(storage.len(), 8);
+        assert!(r.is_detached());
+        assert_eq!(r.attach(storage), None);
+        assert_eq!(r.push(b"0123456789"), 8, "the whole capacity, from the front of the lent storage");
+        assert_eq!(joined(r.peek(0, 8)), b"01234567");
     }
 
     #[test]

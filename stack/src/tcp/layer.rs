@@ -19,11 +19,14 @@ use super::time_wait::{TimeWait, TimeWaitVerdict};
 use crate::iface::counters::TcpCounters;
 use crate::iface::rate_limit::TokenBucket;
 use crate::socket::Fd;
+use crate::storage::buffer_pool::BufferPool;
+use crate::storage::flow_map::{flow_map, FlowMap};
+use crate::storage::ring_buffer::RingBuffer;
 use crate::storage::slab::{Slab, SlabKey};
 use crate::time::Instant;
 use crate::timer::TimerWheel;
 use crate::wire::tcp::{TcpFlags, TcpHeader, TcpOptions};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// A connection's identity: (local address, remote address).
@@ -35,6 +38,31 @@ pub enum Demuxed {
     Conn(SlabKey),
     HalfOpen(SlabKey),
     TimeWait(SlabKey),
+}
+
+/// Spare ring storage kept for reuse, at most this many buffers and bytes: enough for the rings of a few
+/// dozen busy connections at the default sizes; beyond that, storage goes back to the allocator.
+const SPARE_BUFFERS: usize = 64;
+const SPARE_BUFFER_BYTES: usize = 32 << 20;
+
+/// Gives `ring` storage from `pool` if it has none and the pool has storage of its size.
+fn lend(pool: &mut BufferPool, ring: &mut RingBuffer) {
+    if ring.is_detached() {
+        if let Some(storage) = pool.take(ring.capacity()) {
+            if let Some(refused) = ring.attach(storage) {
+                pool.put(refused);
+            }
+        }
+    }
+}
+
+/// Buffer memory of the TCP layer (see `Stack::tcp_memory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpMemory {
+    /// Storage held by connections' send and receive rings.
+    pub ring_bytes: usize,
+    /// Storage held spare, ready to lend to the next ring that needs some.
+    pub spare_bytes: usize,
 }
 
 /// What a timer in the wheel belongs to.
@@ -53,19 +81,25 @@ pub struct TcpLayer {
     pub listeners: Slab<Listener>,
     pub half_open: Slab<HalfOpen>,
     pub time_wait: Slab<TimeWait>,
-    pub demux: HashMap<FourTuple, Demuxed>,
+    pub demux: FlowMap<FourTuple, Demuxed>,
     /// Listeners by local address; the wildcard listener of port P is under 0.0.0.0:P.
-    pub listen_index: HashMap<SocketAddrV4, SlabKey>,
+    pub listen_index: FlowMap<SocketAddrV4, SlabKey>,
     pub ports: TcpPorts,
     pub timers: TimerWheel<TimerKey>,
-    /// Connections with something to send after a socket call.
+    /// Connections with something to send after a socket call, or after a segment of the receive batch in
+    /// progress.
     pub ready: VecDeque<SlabKey>,
+    /// True while a batch of received frames is processed: output waits for the batch's end (see
+    /// [`TcpLayer::end_batch`]).
+    pub batching: bool,
     pub isn: IsnGenerator,
     ts_key: [u8; 16],
     pub challenge_acks: TokenBucket,
     pub counters: TcpCounters,
     /// Segments built and waiting for IP.
     pub out: SegmentBuf,
+    /// Ring storage that empty rings gave back, lent to the next ring that needs some.
+    pub buffers: BufferPool,
     /// The lowest ISN the next SYN from a reopened TIME-WAIT four-tuple may use.
     reopen_min_isn: Option<SeqNum>,
     /// Descriptors whose readiness may have changed.
@@ -89,15 +123,17 @@ impl TcpLayer {
             listeners: Slab::new(),
             half_open: Slab::new(),
             time_wait: Slab::new(),
-            demux: HashMap::new(),
-            listen_index: HashMap::new(),
+            demux: flow_map(seed ^ 0x6465_6d75_785f_6b65),
+            listen_index: flow_map(seed ^ 0x6c69_7374_656e_6572),
             ports: TcpPorts::default(),
             timers: TimerWheel::new(Instant::ZERO),
             ready: VecDeque::new(),
+            batching: false,
             isn: IsnGenerator::new(key),
             ts_key,
             counters: TcpCounters::default(),
             out: SegmentBuf::default(),
+            buffers: BufferPool::new(SPARE_BUFFERS, SPARE_BUFFER_BYTES),
             events: Vec::new(),
             next_ephemeral: (seed >> 7) as u32,
             reopen_min_isn: None,
@@ -197,6 +233,9 @@ impl TcpLayer {
 
     fn receive_conn(&mut self, now: Instant, k: SlabKey, seg: &TcpHeader, payload: &[u8], our_mss: u16) {
         let Some(conn) = self.conns.get_mut(k) else { return };
+        if !payload.is_empty() {
+            lend(&mut self.buffers, &mut conn.rx);
+        }
         let mut ctx = Self::ctx(&self.config, &mut self.counters, &mut self.challenge_acks, our_mss);
         let mut processed = conn.on_segment(now, seg, payload, &mut ctx);
         if processed.outcome == Outcome::Alive || processed.outcome == Outcome::Established {
@@ -213,7 +252,35 @@ impl TcpLayer {
         if let Some(seq) = processed.reset_reply {
             self.send_reset_to(tuple.0, tuple.1, seq, None);
         }
+        self.reclaim_buffers(k);
         self.after_event(now, k, processed.outcome);
+    }
+
+    /// What the connections' buffers occupy now.
+    pub fn memory(&self) -> TcpMemory {
+        let ring_bytes = self.conns.iter().map(|(_, c)| c.rx.storage_bytes() + c.tx.storage_bytes()).sum();
+        TcpMemory { ring_bytes, spare_bytes: self.buffers.bytes() }
+    }
+
+    /// Lends spare storage to connection `k`'s send ring before the application writes into it.
+    pub fn lend_send_buffer(&mut self, k: SlabKey) {
+        if let Some(conn) = self.conns.get_mut(k) {
+            lend(&mut self.buffers, &mut conn.tx);
+        }
+    }
+
+    /// Takes back the storage of connection `k`'s rings that hold nothing: a receive ring the application
+    /// has read dry (with no out-of-order data parked in it), a send ring whose bytes were all acknowledged.
+    pub fn reclaim_buffers(&mut self, k: SlabKey) {
+        let Some(conn) = self.conns.get_mut(k) else { return };
+        if conn.ooo.is_empty() {
+            if let Some(storage) = conn.rx.detach() {
+                self.buffers.put(storage);
+            }
+        }
+        if let Some(storage) = conn.tx.detach() {
+            self.buffers.put(storage);
+        }
     }
 
     /// Acts on what an event did to connection `k`: send what it has to send, and retire it if it ended.
@@ -225,7 +292,11 @@ impl TcpLayer {
                         self.events.push(fd);
                     }
                 }
-                self.transmit(now, k);
+                if self.batching {
+                    self.defer_transmit(k);
+                } else {
+                    self.transmit(now, k);
+                }
             }
             Outcome::TimeWait => {
                 self.transmit(now, k);
@@ -241,6 +312,26 @@ impl TcpLayer {
         }
     }
 
+    /// Queues connection `k` to send at the end of the receive batch. Segments of one connection arrive
+    /// back to back, so a repeat is caught by looking at the last entry.
+    fn defer_transmit(&mut self, k: SlabKey) {
+        if self.ready.back() != Some(&k) {
+            self.ready.push_back(k);
+        }
+    }
+
+    /// The receive batch is over: every connection it touched sends now, once. Like Linux's GRO, which hands
+    /// TCP one super-segment for many frames, this answers the batch's segments with one ACK and lets the
+    /// ACKs of a batch release data in one burst instead of frame by frame. RFC 9293 section 3.8.6.3 asks for
+    /// an ACK at least every second full-sized segment; within a batch each such ACK would be superseded
+    /// before it left, since nothing reaches the peer until the batch's output is flushed.
+    pub fn end_batch(&mut self, now: Instant) {
+        self.batching = false;
+        while let Some(k) = self.ready.pop_front() {
+            self.transmit(now, k);
+        }
+    }
+
     /// Sends what connection `k` has to send and re-arms its timer.
     pub fn transmit(&mut self, now: Instant, k: SlabKey) {
         let Some(conn) = self.conns.get_mut(k) else { return };
@@ -248,12 +339,21 @@ impl TcpLayer {
         self.reschedule(k);
     }
 
-    /// Keeps the wheel's single entry for a connection at its earliest deadline (O(1) cancel and insert).
+    /// Keeps the wheel's single entry for a connection no later than its earliest deadline. An entry that
+    /// would fire early is left alone: every acknowledgment pushes the retransmission deadline back, and
+    /// moving the entry each time would cost a cancel and an insert per segment. Fired early, the timer finds
+    /// nothing due and is set again here (Linux's timers work the same way: `sk_reset_timer` on a pending
+    /// timer only when it must fire sooner).
     fn reschedule(&mut self, k: SlabKey) {
         let Some(conn) = self.conns.get_mut(k) else { return };
         let want = conn.next_deadline();
         let have = conn.timer.map(|(_, at)| at);
-        if want == have {
+        let fires_in_time = match (want, have) {
+            (_, None) => want.is_none(),
+            (None, Some(_)) => true,
+            (Some(w), Some(h)) => h <= w,
+        };
+        if fires_in_time {
             return;
         }
         if let Some((handle, _)) = conn.timer.take() {
@@ -293,7 +393,10 @@ impl TcpLayer {
                         l.accept_queue.retain(|&c| c != k);
                     }
                 }
-                self.conns.remove(k);
+                if let Some(conn) = self.conns.remove(k) {
+                    self.buffers.put(conn.rx.into_storage());
+                    self.buffers.put(conn.tx.into_storage());
+                }
             }
         }
     }
