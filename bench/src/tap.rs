@@ -82,9 +82,14 @@ impl Sut {
 
 /// A namespace with `tap0` at 198.18.0.1/24 and the TAP opened for the system under test.
 fn tap_peer(prefix: &str) -> io::Result<(Namespace, Tap)> {
+    tap_peer_with(prefix, false)
+}
+
+/// [`tap_peer`], optionally with checksum and segmentation offload on the TAP.
+fn tap_peer_with(prefix: &str, offloads: bool) -> io::Result<(Namespace, Tap)> {
     let ns = Namespace::create(prefix)?;
     ns.add_tap("tap0", &format!("{KERNEL_IP}/24"))?;
-    let tap = ns.enter(|| Tap::open("tap0"))??;
+    let tap = ns.enter(|| if offloads { Tap::open_with_offloads("tap0") } else { Tap::open("tap0") })??;
     Ok((ns, tap))
 }
 
@@ -205,9 +210,9 @@ fn send_all(mut w: impl Write, bytes: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// ustack's NetStack runtime on a TAP.
-fn ustack_runtime() -> io::Result<Sut> {
-    let (peer, tap) = tap_peer("ub-rt")?;
+/// ustack's NetStack runtime on a TAP, optionally with the TAP's offloads (TSO/GSO and checksums).
+fn ustack_runtime(offloads: bool) -> io::Result<Sut> {
+    let (peer, tap) = tap_peer_with(if offloads { "ub-ro" } else { "ub-rt" }, offloads)?;
     let source_listener = kernel_listener(&peer, SocketAddr::V4(SocketAddrV4::new(KERNEL_IP, SOURCE_PORT)))?;
     let mut config = StackConfig::new(MacAddr(SUT_MAC), format!("{SUT_IP}/24").parse().expect("cidr"));
     config.mtu = 1500;
@@ -216,10 +221,11 @@ fn ustack_runtime() -> io::Result<Sut> {
     let echo = UListener::bind(&net, sut_addr(ECHO_PORT))?;
     let acceptor = UListener::bind(&net, sut_addr(ACCEPT_PORT))?;
     let stop = Arc::new(AtomicBool::new(false));
-    let mut threads = blocking_services("rt-", sink, echo, acceptor, stop);
+    let prefix = if offloads { "ro-" } else { "rt-" };
+    let mut threads = blocking_services(prefix, sink, echo, acceptor, stop);
     let (tx, rx) = mpsc::channel::<u64>();
     let n2 = net.clone();
-    threads.push(spawn("rt-source", move || {
+    threads.push(spawn(if offloads { "ro-source" } else { "rt-source" }, move || {
         while let Ok(bytes) = rx.recv() {
             let target = SocketAddr::V4(SocketAddrV4::new(KERNEL_IP, SOURCE_PORT));
             match UStream::connect_timeout(&n2, target, Duration::from_secs(5)) {
@@ -240,12 +246,12 @@ fn ustack_runtime() -> io::Result<Sut> {
         }
     });
     Ok(Sut {
-        name: "ustack (NetStack runtime)",
+        name: if offloads { "ustack (NetStack runtime, TAP offloads)" } else { "ustack (NetStack runtime)" },
         peer,
         _others: Vec::new(),
         source: tx,
         bell: None,
-        cpu_threads: &["ustack-driver", "rt-"],
+        cpu_threads: if offloads { &["ustack-driver", "ro-"] } else { &["ustack-driver", "rt-"] },
         source_listener,
         stop,
     })
@@ -698,8 +704,9 @@ pub fn scenarios(plan: &Plan, do3: bool, do4: bool, report: &mut Report) {
     }
     let mut suts = Vec::new();
     type Make = fn() -> io::Result<Sut>;
-    let makers: [(&str, Make); 5] = [
-        ("ustack (NetStack runtime)", ustack_runtime),
+    let makers: [(&str, Make); 6] = [
+        ("ustack (NetStack runtime, TAP offloads)", || ustack_runtime(true)),
+        ("ustack (NetStack runtime)", || ustack_runtime(false)),
         ("ustack (sans-IO loop)", || {
             let mut config = StackConfig::new(MacAddr(SUT_MAC), format!("{SUT_IP}/24").parse().expect("cidr"));
             config.mtu = 1500;

@@ -12,6 +12,7 @@
 //! named network namespace.
 
 pub mod batch;
+pub mod checksum;
 pub mod fault;
 pub mod host;
 pub mod namespace;
@@ -23,6 +24,7 @@ mod sys;
 pub mod tap;
 #[cfg(test)]
 mod test_support;
+pub mod vnet;
 pub mod wait;
 
 pub use batch::FrameBatch;
@@ -44,6 +46,13 @@ pub trait Device: Send {
         None
     }
 
+    /// The largest frame the device exchanges: the MTU plus the Ethernet header, or more for a device with
+    /// segmentation offload (a stack may then send TCP super-segments up to this size, and must accept
+    /// them). Batches for the device need slots this large.
+    fn max_frame_len(&self) -> usize {
+        self.mtu() + 14
+    }
+
     /// Receives as many frames as are ready, up to the batch's free slots, without blocking. Returns how many
     /// frames were appended; `Ok(0)` means nothing was ready.
     fn recv_batch(&mut self, batch: &mut FrameBatch) -> io::Result<usize>;
@@ -60,6 +69,9 @@ pub trait Device: Send {
 impl<D: Device + ?Sized> Device for Box<D> {
     fn mtu(&self) -> usize {
         (**self).mtu()
+    }
+    fn max_frame_len(&self) -> usize {
+        (**self).max_frame_len()
     }
     fn hardware_addr(&self) -> Option<[u8; 6]> {
         (**self).hardware_addr()

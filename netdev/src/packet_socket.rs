@@ -12,10 +12,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::{sys, Device, FrameBatch};
 
-/// Size of `struct virtio_net_hdr` (without the `num_buffers` field of the mergeable variant).
-const VNET_HDR_LEN: usize = 10;
-/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `csum_start + csum_offset` holds only the pseudo-header sum.
-const VNET_F_NEEDS_CSUM: u8 = 1;
+use crate::vnet::{complete_checksum, Checksum, VnetHeader, LEN as VNET_HDR_LEN};
+
 /// Frames moved per `recvmmsg`/`sendmmsg` call; the call arrays live on the stack.
 const CHUNK: usize = 32;
 
@@ -194,7 +192,7 @@ impl PacketSocket {
             }
             kept += 1;
             if let Some(frame) = batch.get_mut(batch.len() - 1) {
-                match complete_checksum(&vnet[i], frame) {
+                match complete_checksum(&VnetHeader::parse(&vnet[i]), frame) {
                     Checksum::Untouched => {}
                     Checksum::Fixed => self.stats.checksums_fixed += 1,
                     Checksum::BadOffsets => self.stats.bad_checksum_offsets += 1,
@@ -248,51 +246,6 @@ impl PacketSocket {
 /// Errors on which a frame is dropped rather than failing the whole batch.
 fn is_drop_error(errno: i32) -> bool {
     matches!(errno, libc::EAGAIN | libc::ENOBUFS | libc::EIO | libc::EINVAL | libc::EMSGSIZE | libc::ENETDOWN)
-}
-
-/// What [`complete_checksum`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Checksum {
-    /// The frame did not need a checksum.
-    Untouched,
-    /// The partial checksum was completed.
-    Fixed,
-    /// The header asked for a checksum outside the frame; the frame is unchanged.
-    BadOffsets,
-}
-
-/// Completes a checksum the kernel left to offload (`VIRTIO_NET_HDR_F_NEEDS_CSUM`), protocol-agnostically as a
-/// NIC would: the ones'-complement sum of the bytes from `csum_start` to the end of the frame (the checksum field
-/// already holds the pseudo-header sum) is folded, complemented and stored big-endian at
-/// `csum_start + csum_offset`. A result of 0 is stored as 0xffff (the two are equal in ones' complement, and 0
-/// means "no checksum" to UDP), as the kernel's own `skb_checksum_help` does.
-fn complete_checksum(vnet: &[u8; VNET_HDR_LEN], frame: &mut [u8]) -> Checksum {
-    if vnet[0] & VNET_F_NEEDS_CSUM == 0 {
-        return Checksum::Untouched;
-    }
-    // The header is in native byte order for packet sockets (legacy virtio).
-    let start = usize::from(u16::from_ne_bytes([vnet[6], vnet[7]]));
-    let field = start + usize::from(u16::from_ne_bytes([vnet[8], vnet[9]]));
-    if field + 2 > frame.len() {
-        return Checksum::BadOffsets;
-    }
-    let mut sum: u64 = 0;
-    let mut words = frame[start..].chunks_exact(2);
-    for w in &mut words {
-        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [last] = words.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let checksum = match !(sum as u16) {
-        0 => 0xffff,
-        c => c,
-    };
-    frame[field..field + 2].copy_from_slice(&checksum.to_be_bytes());
-    Checksum::Fixed
 }
 
 impl Device for PacketSocket {
@@ -367,58 +320,6 @@ mod tests {
     use super::*;
     use crate::test_support::{arp_reply, arp_request_for, is_root, udp_checksum_ok, wait_for_frame, NetNs};
     use std::time::Duration;
-
-    fn vnet(flags: u8, start: u16, offset: u16) -> [u8; VNET_HDR_LEN] {
-        let mut h = [0u8; VNET_HDR_LEN];
-        h[0] = flags;
-        h[6..8].copy_from_slice(&start.to_ne_bytes());
-        h[8..10].copy_from_slice(&offset.to_ne_bytes());
-        h
-    }
-
-    /// An Ethernet + IPv4 + UDP frame with a correct checksum, and the same frame in the partial form the
-    /// kernel hands over with NEEDS_CSUM (pseudo-header sum in the checksum field).
-    fn udp_frames(payload: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        let udp_len = 8 + payload.len();
-        let mut f = vec![0u8; 14 + 20 + udp_len];
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        let ip = &mut f[14..34];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-        ip[8] = 64;
-        ip[9] = 17;
-        ip[12..16].copy_from_slice(&[198, 18, 0, 1]);
-        ip[16..20].copy_from_slice(&[198, 18, 0, 2]);
-        f[34..36].copy_from_slice(&1234u16.to_be_bytes());
-        f[36..38].copy_from_slice(&9u16.to_be_bytes());
-        f[38..40].copy_from_slice(&(udp_len as u16).to_be_bytes());
-        f[42..].copy_from_slice(payload);
-        // Pseudo-header sum, folded, not complemented.
-        let mut pseudo: u32 = 0xc612 + 0x0001 + 0xc612 + 0x0002 + 17 + udp_len as u32;
-        while pseudo > 0xffff {
-            pseudo = (pseudo & 0xffff) + (pseudo >> 16);
-        }
-        let mut partial = f.clone();
-        partial[40..42].copy_from_slice(&(pseudo as u16).to_be_bytes());
-        let mut full = partial.clone();
-        assert_eq!(complete_checksum(&vnet(1, 34, 6), &mut full), Checksum::Fixed);
-        (full, partial)
-    }
-
-    #[test]
-    fn partial_checksums_are_completed() {
-        for payload in [&b"hello"[..], b"even", b""] {
-            let (full, partial) = udp_frames(payload);
-            assert_ne!(full, partial);
-            assert!(udp_checksum_ok(&full), "{payload:?}");
-        }
-        let (_, mut partial) = udp_frames(b"x");
-        let before = partial.clone();
-        assert_eq!(complete_checksum(&vnet(0, 34, 6), &mut partial), Checksum::Untouched);
-        assert_eq!(complete_checksum(&vnet(1, 34, 200), &mut partial), Checksum::BadOffsets);
-        assert_eq!(complete_checksum(&vnet(1, 60000, 6), &mut partial), Checksum::BadOffsets);
-        assert_eq!(partial, before);
-    }
 
     #[test]
     fn missing_interface_is_a_clear_error() {

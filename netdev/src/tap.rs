@@ -6,6 +6,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::vnet::{self, complete_checksum, Checksum, VnetHeader};
 use crate::{sys, Device, FrameBatch};
 
 /// Traffic counters of a [`Tap`].
@@ -17,6 +18,12 @@ pub struct TapStats {
     pub sent: u64,
     /// Frames dropped on send (the kernel's queue was full, the interface was down, or it refused the frame).
     pub tx_dropped: u64,
+    /// With offloads: frames read whose checksum the kernel left to us, completed here.
+    pub checksums_completed: u64,
+    /// With offloads: super-segments read (the kernel merged or never cut them) and written (for the kernel
+    /// to cut).
+    pub super_segments_received: u64,
+    pub super_segments_sent: u64,
 }
 
 /// An open TAP interface (`IFF_TAP | IFF_NO_PI`): every read and write is exactly one Ethernet frame.
@@ -30,12 +37,28 @@ pub struct Tap {
     mtu: usize,
     mac: Option<[u8; 6]>,
     stats: TapStats,
+    /// Opened with `IFF_VNET_HDR` and checksum and TCP segmentation offload: every frame carries a virtio-net
+    /// header, and frames of up to 64 KiB pass.
+    offloads: bool,
 }
 
 impl Tap {
     /// Attaches to the TAP interface `name` in the calling thread's network namespace, creating it when it does
     /// not exist. The interface is not brought up; see [`Tap::set_up`].
     pub fn open(name: &str) -> io::Result<Tap> {
+        Tap::open_with(name, false)
+    }
+
+    /// Like [`Tap::open`], with checksum and TCP segmentation offload (`IFF_VNET_HDR`, `TUNSETOFFLOAD` with
+    /// `TUN_F_CSUM | TUN_F_TSO4`): the kernel then hands over TCP super-segments of up to 64 KiB, leaving
+    /// their checksums for us to complete, and takes super-segments from us to cut itself (see
+    /// [`VnetHeader::for_sending`]). A stack on such a device may send TCP segments up to
+    /// [`Device::max_frame_len`], as Linux does over a virtio NIC.
+    pub fn open_with_offloads(name: &str) -> io::Result<Tap> {
+        Tap::open_with(name, true)
+    }
+
+    fn open_with(name: &str, offloads: bool) -> io::Result<Tap> {
         sys::check_ifname(name, "TAP device")?;
         // SAFETY: the path is a valid NUL-terminated string literal; open() keeps no pointer to it.
         let raw = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
@@ -46,19 +69,29 @@ impl Tap {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
 
         let mut req = sys::ifreq_with_name(name);
-        req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+        let vnet_flag = if offloads { libc::IFF_VNET_HDR } else { 0 };
+        req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | vnet_flag) as libc::c_short;
         // SAFETY: TUNSETIFF reads and writes only the `ifreq` we pass, which is valid and exclusively borrowed for
         // the duration of the call.
         if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut req as *mut libc::ifreq) } < 0 {
             return Err(attach_error(io::Error::last_os_error(), name));
         }
         let name = sys::ifreq_name(&req);
+        if offloads {
+            let features = libc::TUN_F_CSUM | libc::TUN_F_TSO4;
+            // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned int of feature bits); no memory is
+            // passed.
+            if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD as _, features as libc::c_ulong) } < 0 {
+                let err = io::Error::last_os_error();
+                return Err(sys::with_context(err, format!("cannot enable offloads on TAP device {name:?}")));
+            }
+        }
         let mtu = sys::interface_mtu(&name)
             .map_err(|e| sys::with_context(e, format!("cannot read the MTU of TAP device {name:?}")))?;
         let mac = sys::interface_hwaddr(&name)
             .map_err(|e| sys::with_context(e, format!("cannot read the MAC address of TAP device {name:?}")))?;
         tracing::debug!(%name, mtu, ?mac, "TAP device opened");
-        Ok(Tap { fd, name, mtu, mac, stats: TapStats::default() })
+        Ok(Tap { fd, name, mtu, mac, stats: TapStats::default(), offloads })
     }
 
     /// Brings the interface up (sets `IFF_UP`), as `ip link set NAME up` does.
@@ -75,6 +108,20 @@ impl Tap {
     /// Traffic counters.
     pub fn stats(&self) -> TapStats {
         self.stats
+    }
+}
+
+impl Tap {
+    /// Completes what the kernel left undone in the frame just received (the batch's last): a checksum left
+    /// for offload. A super-segment needs nothing else: its IP header already counts all of its bytes.
+    fn complete_offloads(&mut self, header: &VnetHeader, batch: &mut FrameBatch) {
+        let Some(frame) = batch.len().checked_sub(1).and_then(|last| batch.get_mut(last)) else { return };
+        if header.gso_type != vnet::GSO_NONE {
+            self.stats.super_segments_received += 1;
+        }
+        if complete_checksum(header, frame) == Checksum::Fixed {
+            self.stats.checksums_completed += 1;
+        }
     }
 }
 
@@ -113,11 +160,26 @@ impl Device for Tap {
         self.mac
     }
 
+    fn max_frame_len(&self) -> usize {
+        if self.offloads {
+            vnet::MAX_OFFLOAD_FRAME
+        } else {
+            self.mtu + 14
+        }
+    }
+
     fn recv_batch(&mut self, batch: &mut FrameBatch) -> io::Result<usize> {
         let mut received = 0;
+        let mut header = [0u8; vnet::LEN];
+        let header_len = if self.offloads { vnet::LEN } else { 0 };
         while let Some(slot) = batch.spare_slot() {
-            // SAFETY: reads at most `slot.len()` bytes into the exclusively borrowed slot.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), slot.as_mut_ptr().cast(), slot.len()) };
+            let iov = [
+                libc::iovec { iov_base: header.as_mut_ptr().cast(), iov_len: header_len },
+                libc::iovec { iov_base: slot.as_mut_ptr().cast(), iov_len: slot.len() },
+            ];
+            // SAFETY: readv writes at most each iovec's length into the header array and the exclusively borrowed
+            // slot, both alive for the call.
+            let n = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
             if n < 0 {
                 match sys::last_errno() {
                     libc::EINTR => continue,
@@ -130,11 +192,12 @@ impl Device for Tap {
                     }
                 }
             }
-            if n == 0 {
-                break;
-            }
-            batch.commit(n as usize);
+            let Some(len) = (n as usize).checked_sub(header_len).filter(|&len| len > 0) else { break };
+            batch.commit(len);
             received += 1;
+            if self.offloads {
+                self.complete_offloads(&VnetHeader::parse(&header), batch);
+            }
         }
         self.stats.received += received as u64;
         Ok(received)
@@ -142,11 +205,23 @@ impl Device for Tap {
 
     fn send_batch(&mut self, batch: &mut FrameBatch) -> io::Result<usize> {
         let mut sent = 0;
+        let header_len = if self.offloads { vnet::LEN } else { 0 };
         let mut failure = None;
         for frame in batch.iter() {
+            let header = if self.offloads { VnetHeader::for_sending(frame, self.mtu) } else { VnetHeader::default() };
+            let header = header.to_bytes();
+            let iov = [
+                // The kernel only reads from these; iovec just has no const variant.
+                libc::iovec { iov_base: header.as_ptr() as *mut libc::c_void, iov_len: header_len },
+                libc::iovec { iov_base: frame.as_ptr() as *mut libc::c_void, iov_len: frame.len() },
+            ];
+            if frame.len() > self.mtu + 14 {
+                self.stats.super_segments_sent += 1;
+            }
             loop {
-                // SAFETY: writes `frame.len()` bytes from a live slice.
-                let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+                // SAFETY: writev reads each iovec's length from the header array and the frame, both alive and
+                // unmodified for the call.
+                let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
                 if n >= 0 {
                     sent += 1;
                     break;

@@ -105,7 +105,7 @@ impl KernelPeer {
     ) -> io::Result<KernelPeer> {
         match link {
             Link::Tap => KernelPeer::tap_wrapped(capture, configure, |tap| tap),
-            Link::AfPacket => KernelPeer::start_inner(link, capture, configure, |tap| tap),
+            Link::AfPacket => KernelPeer::start_inner(link, false, capture, configure, |tap| tap),
         }
     }
 
@@ -116,11 +116,21 @@ impl KernelPeer {
         configure: impl FnOnce(&mut StackConfig),
         wrap: impl FnOnce(Tap) -> W,
     ) -> io::Result<KernelPeer> {
-        KernelPeer::start_inner(Link::Tap, capture, configure, wrap)
+        KernelPeer::start_inner(Link::Tap, false, capture, configure, wrap)
+    }
+
+    /// Like [`KernelPeer::tap_wrapped`], over a TAP opened with checksum and segmentation offload
+    /// ([`Tap::open_with_offloads`]).
+    pub fn tap_offloads_wrapped<W: Device + 'static>(
+        configure: impl FnOnce(&mut StackConfig),
+        wrap: impl FnOnce(Tap) -> W,
+    ) -> io::Result<KernelPeer> {
+        KernelPeer::start_inner(Link::Tap, true, None, configure, wrap)
     }
 
     fn start_inner<W: Device + 'static>(
         link: Link,
+        offloads: bool,
         capture: Option<&Path>,
         configure: impl FnOnce(&mut StackConfig),
         wrap: impl FnOnce(Tap) -> W,
@@ -130,7 +140,7 @@ impl KernelPeer {
         let net = match link {
             Link::Tap => {
                 ns.add_tap("tap0", &kernel_cidr)?;
-                let tap = ns.enter(|| Tap::open("tap0"))??;
+                let tap = ns.enter(|| if offloads { Tap::open_with_offloads("tap0") } else { Tap::open("tap0") })??;
                 spawn_stack(link, wrap(tap), capture, configure)?
             }
             Link::AfPacket => {

@@ -524,6 +524,10 @@ impl<D: Device> Device for Impaired<D> {
         self.inner.mtu()
     }
 
+    fn max_frame_len(&self) -> usize {
+        self.inner.max_frame_len()
+    }
+
     fn hardware_addr(&self) -> Option<[u8; 6]> {
         self.inner.hardware_addr()
     }

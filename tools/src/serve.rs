@@ -69,6 +69,10 @@ struct LinkArgs {
     /// Run on this interface through an AF_PACKET socket (for example one end of a veth pair).
     #[arg(long = "af-packet", value_name = "IFNAME")]
     af_packet: Option<String>,
+    /// With --tap: checksum and TCP segmentation offload (virtio-net headers; the kernel and the stack exchange
+    /// TCP super-segments of up to 64 KiB).
+    #[arg(long, requires = "tap")]
+    offload: bool,
 }
 
 /// Runs the stack until Ctrl-C or SIGTERM, then stops it cleanly and prints its counters.
@@ -196,7 +200,12 @@ fn stack_config(args: &ServeArgs) -> Result<StackConfig, Failure> {
 /// the log.
 fn open_link(args: &ServeArgs) -> Result<(Box<dyn Device>, String), Failure> {
     let (device, what): (Box<dyn Device>, String) = match (&args.link.tap, &args.link.af_packet) {
-        (Some(name), _) => (Box::new(in_namespace(args.netns.as_deref(), || open_tap(name))?), format!("TAP {name}")),
+        (Some(name), _) => {
+            let offload = args.link.offload;
+            let tap = in_namespace(args.netns.as_deref(), || open_tap(name, offload))?;
+            let what = if offload { format!("TAP {name} with offloads") } else { format!("TAP {name}") };
+            (Box::new(tap), what)
+        }
         (None, Some(name)) => (
             Box::new(in_namespace(args.netns.as_deref(), || PacketSocket::open(name))?),
             format!("AF_PACKET on {name}"),
@@ -220,7 +229,7 @@ fn in_namespace<T: Send>(netns: Option<&str>, open: impl FnOnce() -> io::Result<
 
 /// Attaches to an existing TAP and brings it up. `Tap::open` would create a missing one, but a TAP nobody
 /// configured has no kernel address behind it, so serving on it would be silence: refuse with a hint instead.
-fn open_tap(name: &str) -> io::Result<Tap> {
+fn open_tap(name: &str, offload: bool) -> io::Result<Tap> {
     if !interface_exists(name)? {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -230,7 +239,7 @@ fn open_tap(name: &str) -> io::Result<Tap> {
             ),
         ));
     }
-    let tap = Tap::open(name)?;
+    let tap = if offload { Tap::open_with_offloads(name)? } else { Tap::open(name)? };
     tap.set_up()?;
     Ok(tap)
 }

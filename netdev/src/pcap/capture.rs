@@ -97,6 +97,10 @@ impl<D: Device> Device for Capture<D> {
         self.inner.mtu()
     }
 
+    fn max_frame_len(&self) -> usize {
+        self.inner.max_frame_len()
+    }
+
     fn hardware_addr(&self) -> Option<[u8; 6]> {
         self.inner.hardware_addr()
     }

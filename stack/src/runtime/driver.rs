@@ -84,6 +84,10 @@ impl NetStack {
         options: NetStackOptions,
     ) -> io::Result<NetStack> {
         config.mtu = config.mtu.min(device.mtu());
+        // A device with segmentation offload takes TCP super-segments up to its largest frame.
+        if device.max_frame_len() > device.mtu() + 14 {
+            config.tcp.gso_max_size = device.max_frame_len() - 14;
+        }
         if !options.reproducible {
             // A running stack's secrets must not be guessable (RFC 6528 section 3: the ISN key, and with it the
             // ephemeral port and timestamp offsets) and must differ between runs, or a rerun picks the same
@@ -328,7 +332,7 @@ impl<D: Device> FrameSink for FlushingSink<'_, D> {
 }
 
 fn drive<D: Device>(shared: Arc<Shared>, mut device: D, options: NetStackOptions) {
-    let slot = device.mtu() + 14 + 4;
+    let slot = device.max_frame_len().max(device.mtu() + 14) + 4;
     let mut rx = FrameBatch::new(options.batch_size, slot);
     let mut tx = FrameBatch::new(options.batch_size, slot);
     let device_fd = device.pollable_fd();

@@ -56,6 +56,9 @@ pub struct TcpConfig {
     pub max_ooo_ranges: usize,
     /// Upper bound of `listen()`'s backlog (net.core.somaxconn).
     pub somaxconn: usize,
+    /// Largest TCP packet (IP header included) the device cuts into MTU-sized segments for us, or 0 when it
+    /// has no segmentation offload (Linux's per-device `gso_max_size`). The runtime sets it from the device.
+    pub gso_max_size: usize,
 }
 
 impl Default for TcpConfig {
@@ -87,6 +90,7 @@ impl Default for TcpConfig {
             challenge_ack_limit: 1000,
             max_ooo_ranges: 64,
             somaxconn: 4096,
+            gso_max_size: 0,
         }
     }
 }

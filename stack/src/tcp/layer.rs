@@ -457,7 +457,7 @@ impl TcpLayer {
                     urgent: 0,
                     options,
                 };
-                self.out.push(tw.local, tw.remote, &header, (&[], &[]));
+                self.out.push(tw.local, tw.remote, &header, (&[], &[]), false);
                 self.counters.out_segs += 1;
                 if restart {
                     let deadline = now + self.config.msl * 2;
@@ -582,7 +582,7 @@ impl TcpLayer {
             urgent: 0,
             options: syn_ack_options(&h.negotiated, tsval),
         };
-        self.out.push(h.local, h.remote, &header, (&[], &[]));
+        self.out.push(h.local, h.remote, &header, (&[], &[]), false);
         self.counters.out_segs += 1;
         if h.retries > 0 {
             self.counters.retrans_segs += 1;
@@ -729,7 +729,7 @@ impl TcpLayer {
             urgent: 0,
             options: TcpOptions::default(),
         };
-        self.out.push(local, remote, &header, (&[], &[]));
+        self.out.push(local, remote, &header, (&[], &[]), false);
         self.counters.out_segs += 1;
         self.counters.out_rsts += 1;
     }

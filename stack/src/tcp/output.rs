@@ -96,7 +96,7 @@ impl Connection {
             self.retransmit_now = false;
             sent_any |= self.retransmit_head(now, out, counters);
         }
-        sent_any |= self.send_new_data(now, out, counters);
+        sent_any |= self.send_new_data(now, config, out, counters);
         sent_any |= self.send_fin_if_due(now, out, counters);
         if self.probe_now {
             self.probe_now = false;
@@ -187,9 +187,16 @@ impl Connection {
     }
 
     /// Sends new data (or data resent after a timeout moved SND.NXT back) while the windows allow.
-    fn send_new_data(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
+    fn send_new_data(
+        &mut self,
+        now: Instant,
+        config: &TcpConfig,
+        out: &mut SegmentBuf,
+        counters: &mut TcpCounters,
+    ) -> bool {
         let mut sent = self.retransmit_holes(now, out, counters);
         let mss = self.data_mss();
+        let limit = self.segment_limit(config);
         loop {
             self.skip_sacked();
             let unsent = self.unsent();
@@ -201,7 +208,7 @@ impl Connection {
             // RFC 7661: remember whether the congestion window (not the application or the peer's window) is
             // what stops us.
             self.cwnd_limited = usable < unsent.min(mss) && self.snd_wnd.saturating_sub(in_flight) >= unsent.min(mss);
-            let mut len = unsent.min(mss).min(usable);
+            let mut len = unsent.min(limit).min(usable);
             if self.retransmitting() {
                 if let Some(next) = self.sacked.next_sacked_start(self.snd_nxt) {
                     len = len.min(next.since(self.snd_nxt));
@@ -402,9 +409,33 @@ impl Connection {
         (self.negotiated.send_mss + ts_len).saturating_sub(options.len()).max(1)
     }
 
-    /// Builds a segment of this connection, with its socket's IP options.
+    /// The most payload one segment may carry now: one MSS; or, when the device segments for us
+    /// (`TcpConfig::gso_max_size`), as many whole MSS as fit in one super-segment, which the device cuts
+    /// into segments of what fits its MTU — Linux sizes its TSO bursts the same way (`tcp_tso_autosize`,
+    /// without the pacing). That cut is the MSS only while our MSS is what limits segments (a peer that
+    /// asked for smaller ones gets MSS-sized segments), and only traffic that crosses the device gets it:
+    /// loopback segments come straight back to us with their partial checksums.
+    pub(crate) fn segment_limit(&self, config: &TcpConfig) -> usize {
+        let mss = self.data_mss();
+        if config.gso_max_size == 0 {
+            return mss;
+        }
+        let ts_len = if self.negotiated.ts.is_some() { TIMESTAMP_OPTION_LEN } else { 0 };
+        let ours_limits = self.negotiated.send_mss + ts_len == usize::from(self.negotiated.our_mss);
+        let local = self.remote.ip() == self.local.ip() || self.remote.ip().is_loopback();
+        if !ours_limits || local {
+            return mss;
+        }
+        // Room for the IP header and the longest TCP header around the payload.
+        let whole_segments = config.gso_max_size.saturating_sub(20 + 60) / mss;
+        whole_segments.max(1) * mss
+    }
+
+    /// Builds a segment of this connection, with its socket's IP options. One larger than an MSS is a
+    /// super-segment for the device to cut (see [`Connection::segment_limit`]).
     fn push_segment(&self, out: &mut SegmentBuf, header: &TcpHeader, payload: (&[u8], &[u8])) {
-        out.push(self.local, self.remote, header, payload);
+        let offloaded = payload.0.len() + payload.1.len() > self.data_mss();
+        out.push(self.local, self.remote, header, payload, offloaded);
         out.set_last_ip(self.opts.ttl, self.opts.tos);
     }
 

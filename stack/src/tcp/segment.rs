@@ -24,13 +24,26 @@ pub struct SegmentBuf {
 }
 
 impl SegmentBuf {
-    /// Builds a segment from `header` and a payload given as up to two slices (a ring buffer's two halves).
-    pub fn push(&mut self, local: SocketAddrV4, remote: SocketAddrV4, header: &TcpHeader, payload: (&[u8], &[u8])) {
+    /// Builds a segment from `header` and a payload given as up to two slices (a ring buffer's two halves). A
+    /// super-segment for the device to cut (`offloaded`) carries only a partial checksum.
+    pub fn push(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        header: &TcpHeader,
+        payload: (&[u8], &[u8]),
+        offloaded: bool,
+    ) {
         let start = self.buf.len();
         self.buf.resize(start + header.header_len(), 0);
         self.buf.extend_from_slice(payload.0);
         self.buf.extend_from_slice(payload.1);
-        header.emit_v4(&mut self.buf[start..], *local.ip(), *remote.ip());
+        let segment = &mut self.buf[start..];
+        if offloaded {
+            header.emit_v4_for_offload(segment, *local.ip(), *remote.ip());
+        } else {
+            header.emit_v4(segment, *local.ip(), *remote.ip());
+        }
         self.segments.push(BuiltSegment { local, remote, bytes: start..self.buf.len(), ttl: None, tos: 0 });
     }
 

@@ -2,44 +2,8 @@
 
 use std::net::Ipv4Addr;
 
-/// Adds `data` to a running ones'-complement sum (not yet folded). An odd final byte is padded with zero, as
-/// RFC 1071 section 4.1 does.
-///
-/// The bulk is summed as native-endian 64-bit words with end-around carry and byte-swapped once at the end:
-/// RFC 1071 section 2(B) ("byte order independence") makes that equal to summing big-endian 16-bit words,
-/// at a fraction of the cost.
-pub fn add(sum: u64, data: &[u8]) -> u64 {
-    let mut words = data.chunks_exact(8);
-    let mut acc: u64 = 0;
-    for w in &mut words {
-        let v = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        let (s, carry) = acc.overflowing_add(v);
-        acc = s + u64::from(carry);
-    }
-    // Fold the native 64-bit sum to 16 bits, keeping end-around carries, then read it as big-endian.
-    let mut folded = (acc & 0xffff_ffff) + (acc >> 32);
-    folded = (folded & 0xffff) + (folded >> 16);
-    folded = (folded & 0xffff) + (folded >> 16);
-    folded = (folded & 0xffff) + (folded >> 16);
-    let mut sum = sum + u64::from(u16::from_be(folded as u16));
-    let rest = words.remainder();
-    let mut pairs = rest.chunks_exact(2);
-    for p in &mut pairs {
-        sum += u64::from(u16::from_be_bytes([p[0], p[1]]));
-    }
-    if let [last] = pairs.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    sum
-}
-
-/// Folds a running sum into 16 bits.
-pub fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
+/// The running sum and its fold live with the devices, which complete offloaded checksums with them too.
+pub use ustack_netdev::checksum::{add, fold};
 
 /// The checksum of `data` alone.
 pub fn checksum(data: &[u8]) -> u16 {
@@ -48,9 +12,11 @@ pub fn checksum(data: &[u8]) -> u16 {
 
 /// The IPv4 pseudo-header sum for TCP and UDP (RFC 9293 section 3.1, RFC 768).
 pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: usize) -> u64 {
-    let mut sum = add(0, &src.octets());
-    sum = add(sum, &dst.octets());
-    sum + u64::from(protocol) + (length as u64 & 0xffff_ffff)
+    let words = |ip: Ipv4Addr| {
+        let [a, b, c, d] = ip.octets();
+        u64::from(u16::from_be_bytes([a, b])) + u64::from(u16::from_be_bytes([c, d]))
+    };
+    words(src) + words(dst) + u64::from(protocol) + (length as u64 & 0xffff_ffff)
 }
 
 /// The checksum of a transport segment with the IPv4 pseudo-header in front of it.

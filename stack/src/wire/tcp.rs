@@ -400,6 +400,23 @@ impl TcpHeader {
     /// the header followed by the payload, already in place. A segment shorter than the header is a caller
     /// bug and panics.
     pub fn emit_v4(&self, segment: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
+        self.emit_fields(segment);
+        let sum = checksum::transport_v4(src, dst, ip_proto::TCP, segment);
+        segment[16..18].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    /// Like [`TcpHeader::emit_v4`], for a super-segment that the device cuts into segments and checksums
+    /// (segmentation offload): the checksum field holds only the pseudo-header sum, folded and not
+    /// complemented — Linux's convention for a checksum left to the device (`CHECKSUM_PARTIAL`), from which
+    /// each segment's checksum is finished over its own bytes.
+    pub fn emit_v4_for_offload(&self, segment: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
+        self.emit_fields(segment);
+        let partial = checksum::fold(checksum::pseudo_header_v4(src, dst, ip_proto::TCP, segment.len()));
+        segment[16..18].copy_from_slice(&partial.to_be_bytes());
+    }
+
+    /// Writes every header field and the options, with a zero checksum.
+    fn emit_fields(&self, segment: &mut [u8]) {
         let header_len = self.header_len();
         segment[0..2].copy_from_slice(&self.src_port.to_be_bytes());
         segment[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
@@ -412,8 +429,6 @@ impl TcpHeader {
         segment[16..18].copy_from_slice(&[0, 0]);
         segment[18..20].copy_from_slice(&self.urgent.to_be_bytes());
         self.options.emit(&mut segment[MIN_HEADER_LEN..header_len]);
-        let sum = checksum::transport_v4(src, dst, ip_proto::TCP, segment);
-        segment[16..18].copy_from_slice(&sum.to_be_bytes());
     }
 }
 
@@ -443,6 +458,23 @@ mod tests {
         buf[h.header_len()..].copy_from_slice(payload);
         h.emit_v4(&mut buf, A, B);
         buf
+    }
+
+    /// A super-segment's partial checksum, finished the way the device finishes it (the sum of the segment's
+    /// bytes on top of the pseudo-header sum in the field, complemented), is the full checksum.
+    #[test]
+    fn an_offloaded_checksum_is_the_pseudo_header_sum_the_device_completes() {
+        let h = header(TcpFlags::ACK, TcpOptions { timestamps: Some((1, 2)), ..TcpOptions::default() });
+        let payload: Vec<u8> = (0..40_000u32).map(|i| (i * 7) as u8).collect();
+        let full = segment(&h, &payload);
+        let mut partial = full.clone();
+        h.emit_v4_for_offload(&mut partial, A, B);
+        assert_eq!(partial[..16], full[..16]);
+        assert_eq!(partial[18..], full[18..], "only the checksum field differs");
+        let pseudo = checksum::fold(checksum::pseudo_header_v4(A, B, ip_proto::TCP, partial.len()));
+        assert_eq!(partial[16..18], pseudo.to_be_bytes());
+        let completed = !checksum::fold(checksum::add(0, &partial));
+        assert_eq!(completed.to_be_bytes(), full[16..18]);
     }
 
     /// The option bytes `opts` emits.

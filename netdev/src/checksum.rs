@@ -1,0 +1,47 @@
+//! The Internet checksum's sum (RFC 1071), shared by the protocol code (`ustack::wire::checksum`) and the
+//! devices here, which complete checksums the kernel left to offload.
+
+/// Adds `data` to a running ones'-complement sum (not yet folded). An odd final byte is padded with zero, as
+/// RFC 1071 section 4.1 does.
+///
+/// The bulk is summed as native-endian 32-bit words into a 64-bit accumulator and byte-swapped once at the
+/// end: RFC 1071 section 2(B) ("byte order independence") makes that equal to summing big-endian 16-bit
+/// words, and section 2(C) ("parallel summation") lets the carries wait in the upper half until the fold.
+/// Unlike an add-with-carry chain, each addition is independent of the last one's carry, so the compiler
+/// turns the loop into vector adds (overflow would take 16 GiB of data; a frame is at most 64 KiB).
+pub fn add(sum: u64, data: &[u8]) -> u64 {
+    // Eight independent lanes over 32-byte blocks: the shape the compiler turns into 16-byte vector loads.
+    let mut blocks = data.chunks_exact(32);
+    let mut lanes = [0u64; 8];
+    for block in &mut blocks {
+        for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(4)) {
+            *lane += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+        }
+    }
+    let mut words = blocks.remainder().chunks_exact(4);
+    let tail: u64 = (&mut words).map(|w| u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))).sum();
+    let acc = lanes.iter().sum::<u64>() + tail;
+    // Fold the native sum to 16 bits, keeping end-around carries, then read it as big-endian.
+    let mut folded = (acc & 0xffff_ffff) + (acc >> 32);
+    folded = (folded & 0xffff) + (folded >> 16);
+    folded = (folded & 0xffff) + (folded >> 16);
+    folded = (folded & 0xffff) + (folded >> 16);
+    let mut sum = sum + u64::from(u16::from_be(folded as u16));
+    let rest = words.remainder();
+    let mut pairs = rest.chunks_exact(2);
+    for p in &mut pairs {
+        sum += u64::from(u16::from_be_bytes([p[0], p[1]]));
+    }
+    if let [last] = pairs.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    sum
+}
+
+/// Folds a running sum into 16 bits.
+pub fn fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
