@@ -636,6 +636,76 @@ fn sack_recovery_retransmits_only_the_holes() {
     c.expect_nothing();
 }
 
+/// An established connection whose smoothed RTT is 20 ms: the handshake and one segment each answered 20 ms
+/// later.
+fn established_with_rtt_20ms() -> (Conversation, Fd) {
+    let mut c = Conversation::new();
+    let listener = c.listen(80, 128);
+    c.send(linux_syn());
+    c.expect_seg(SYN | ACK, 0, 1);
+    c.advance(20);
+    c.send(seg(ACK).seq(1).ack(1));
+    let fd = c.accept(listener);
+    c.write(fd, &app_bytes(100));
+    c.expect_data(ACK | PSH, 1, 1, 100);
+    c.advance(20);
+    c.send(seg(ACK).seq(1).ack(101));
+    c.expect_nothing();
+    (c, fd)
+}
+
+/// RFC 8985 section 7 (TLP): when the last segments of a flight are lost, no later segment can draw the
+/// duplicate ACKs or SACKs that reveal them. Two round trips after the last acknowledgment the stack probes
+/// by sending the last segment again; the peer's SACK of it lets RACK find the other lost segment — all
+/// long before the retransmission timer (at least 200 ms) would have fired.
+#[test]
+fn a_lost_tail_is_probed_after_two_round_trips_instead_of_a_timeout() {
+    let (mut c, fd) = established_with_rtt_20ms();
+    let seg_start = |i: u32| 101 + i * 1448;
+    c.write(fd, &app_bytes(10 * 1448));
+    for i in 0..10 {
+        c.expect_data(if i == 9 { ACK | PSH } else { ACK }, seg_start(i), 1, 1448);
+    }
+    c.advance(20);
+    c.send(seg(ACK).seq(1).ack(seg_start(8))); // segments 8 and 9 are lost
+    c.advance(39);
+    c.expect_nothing();
+    c.advance(1);
+    c.expect_data(ACK | PSH, seg_start(9), 1, 1448); // the probe: PTO = 2 * SRTT after the last ACK
+    assert_eq!(c.counter("TcpExtTCPLossProbes"), 1);
+    c.advance(20);
+    c.send(seg(ACK).seq(1).ack(seg_start(8)).sack(&[(seg_start(9), seg_start(10))]));
+    c.expect_data(ACK, seg_start(8), 1, 1448); // RACK: sent before segment 9, and overdue
+    c.advance(20);
+    c.send(seg(ACK).seq(1).ack(seg_start(10)));
+    c.expect_nothing();
+    assert_eq!(c.counter("TcpExtTCPTimeouts"), 0, "no retransmission timeout");
+}
+
+/// RFC 8985 section 6: in a flight of three segments the first is lost; the two SACKs that follow are fewer
+/// than the three duplicate ACKs of fast retransmit, but RACK sees that later data arrived and resends the
+/// lost segment once its time is up — RACK.rtt plus a reordering window of a quarter of the minimum RTT.
+#[test]
+fn rack_recovers_a_loss_in_a_short_flight_without_three_duplicate_acks() {
+    let (mut c, fd) = established_with_rtt_20ms();
+    let seg_start = |i: u32| 101 + i * 1448;
+    c.write(fd, &app_bytes(3 * 1448));
+    for _ in 0..3 {
+        c.next_seg();
+    }
+    c.advance(20);
+    c.send(seg(ACK).seq(1).ack(seg_start(0)).sack(&[(seg_start(1), seg_start(2))]));
+    c.send(seg(ACK).seq(1).ack(seg_start(0)).sack(&[(seg_start(1), seg_start(3))]));
+    c.expect_nothing(); // within the reordering window: it might only be late
+    c.advance(5);
+    c.expect_data(ACK, seg_start(0), 1, 1448);
+    assert_eq!(c.counter("TcpExtTCPFastRetrans"), 1);
+    c.advance(20);
+    c.send(seg(ACK).seq(1).ack(seg_start(3)));
+    c.expect_nothing();
+    assert_eq!(c.counter("TcpExtTCPTimeouts"), 0);
+}
+
 /// RFC 9438 section 4.6: with CUBIC, the default as on Linux, a fast retransmit sets ssthresh to 0.7 of the
 /// flight; NewReno (`TCP_CONGESTION` 0) halves it (RFC 5681 equation 4). Seen on the wire through the window
 /// inflation of RFC 5681 section 3.2: one of ten segments is lost and the other nine draw duplicate ACKs, so cwnd

@@ -117,6 +117,8 @@ counter_group!(
         delayed_acks => "TcpExtDelayedACKs",
         timeouts => "TcpExtTCPTimeouts",
         fast_retrans => "TcpExtTCPFastRetrans",
+        loss_probes => "TcpExtTCPLossProbes",
+        loss_probe_recoveries => "TcpExtTCPLossProbeRecovery",
         aborts_on_data => "TcpExtTCPAbortOnData",
         aborts_on_close => "TcpExtTCPAbortOnClose",
         aborts_on_linger => "TcpExtTCPAbortOnLinger",

@@ -4,6 +4,7 @@
 use super::assembler::Assembler;
 use super::config::TcpConfig;
 use super::congestion::{CongestionAlgorithm, CongestionControl};
+use super::rack::Rack;
 use super::rtt::RttEstimator;
 use super::sack_scoreboard::Scoreboard;
 use super::seq::SeqNum;
@@ -222,6 +223,19 @@ pub struct Connection {
     /// retransmitted so far (they count as in flight, keeping recovery within the congestion window).
     pub recovery_next: SeqNum,
     pub recovery_rexmit_bytes: usize,
+    /// RACK's record of what was sent when, for loss detection by time (RFC 8985 section 6; with SACK).
+    pub rack: Rack,
+    /// RACK's reordering timer: bytes not yet overdue become so then (RFC 8985 section 6.2 step 5).
+    pub rack_at: Option<Instant>,
+    /// The tail loss probe timer (PTO, RFC 8985 section 7.2), and the probe it is to send now.
+    pub pto_at: Option<Instant>,
+    pub tlp_probe_now: bool,
+    /// TLP.end_seq and TLP.is_retrans (RFC 8985 section 7): the probe in flight, if any, and whether it
+    /// resent data (rather than sending new data).
+    pub tlp_end: Option<SeqNum>,
+    pub tlp_retrans: bool,
+    /// New data went out or was acknowledged: the PTO starts again from now (RFC 8985 section 7.2).
+    pub pto_restart: bool,
 
     /// An ACK must go out now.
     pub ack_now: bool,
@@ -280,7 +294,8 @@ impl Connection {
     /// the peer SACKed, plus what recovery retransmitted.
     pub fn pipe(&self) -> usize {
         let sacked = self.sacked.sacked_between(self.snd_una, self.snd_nxt);
-        (self.in_flight() + self.recovery_rexmit_bytes).saturating_sub(sacked)
+        let gone = sacked + self.rack.lost_bytes();
+        (self.in_flight() + self.recovery_rexmit_bytes).saturating_sub(gone)
     }
 
     /// Bytes that may be sent now: within the congestion window measured against the pipe (during SACK
@@ -336,7 +351,7 @@ impl Connection {
 
     /// The earliest pending timer.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.rto_at, self.persist_at, self.delack_at, self.keepalive_at, self.linger_at]
+        [self.rto_at, self.persist_at, self.delack_at, self.keepalive_at, self.linger_at, self.rack_at, self.pto_at]
             .into_iter()
             .fold(None, earliest)
     }
@@ -360,6 +375,14 @@ impl Connection {
     /// Runs the timers due at `now` (RFC 6298 section 5 for retransmission, RFC 9293 section 3.8.6.1 for
     /// zero-window probes, RFC 1122 section 4.2.3.6 for keepalive, RFC 9293 section 3.8.6.3 for delayed ACKs).
     pub fn on_timer(&mut self, now: Instant, config: &TcpConfig, counters: &mut TcpCounters) -> Outcome {
+        if self.rack_at.is_some_and(|t| t <= now) {
+            self.rack_at = None;
+            self.detect_losses(now, counters);
+        }
+        if self.pto_at.is_some_and(|t| t <= now) {
+            self.pto_at = None;
+            self.tlp_probe_now = true;
+        }
         if self.delack_at.is_some_and(|t| t <= now) {
             self.delack_at = None;
             self.ack_now = true;
@@ -442,6 +465,11 @@ impl Connection {
         }
         self.rtt.back_off();
         self.rtt_probe = None;
+        // RACK-TLP: everything from SND.UNA goes again, so no mark or probe stands.
+        self.rack.on_timeout();
+        self.rack_at = None;
+        self.pto_at = None;
+        self.tlp_end = None;
         let flight = self.snd_max.since(self.snd_una);
         if self.state.is_synchronized() {
             self.cc.on_timeout(flight, self.snd_max);

@@ -380,7 +380,8 @@ impl Connection {
         if self.negotiated.sack_ok && !seg.options.sack_blocks().is_empty() {
             self.sacked.update(seg.ack.max(self.snd_una), self.snd_max, seg.options.sack_blocks());
         }
-        if seg.ack.gt(self.snd_una) {
+        let advanced = seg.ack.gt(self.snd_una);
+        if advanced {
             self.on_new_ack(now, seg);
         } else if seg.ack == self.snd_una
             && payload.is_empty()
@@ -398,6 +399,7 @@ impl Connection {
                 self.recovery_rexmit_bytes = 0;
             }
         }
+        self.rack_on_ack(now, seg, advanced, ctx.counters);
         // Update the send window if this segment is newer than the one that last set it (SND.WL1/SND.WL2, RFC
         // 9293 section 3.10.7.4). A segment no newer by sequence or acknowledgment may only grow the window (or
         // close it): a reordered older duplicate must not shrink it (Linux's tcp_may_update_window).
@@ -445,6 +447,7 @@ impl Connection {
         self.recovery_rexmit_bytes = self.recovery_rexmit_bytes.saturating_sub(acked);
         // A partial ACK (RFC 6582) retransmits the next hole, unless SACK recovery already resent it.
         let srtt = self.rtt.srtt();
+        let was_recovering = self.cc.in_recovery();
         if self.cc.on_ack(now, srtt, seg.ack, acked, flight, self.cwnd_limited) == AckAction::RetransmitNext
             && self.snd_una.lt(self.snd_max)
             && !self.recovery_next.gt(self.snd_una)
@@ -453,6 +456,9 @@ impl Connection {
         }
         if !self.cc.in_recovery() {
             self.recovery_rexmit_bytes = 0;
+            if was_recovering {
+                self.rack.on_recovery_end();
+            }
         }
         // RFC 6298 section 5.2 and 5.3: stop the timer when everything is acknowledged, else restart it.
         if self.snd_una == self.snd_max {

@@ -382,6 +382,8 @@ impl TcpLayer {
         conn.delack_at = None;
         conn.keepalive_at = None;
         conn.linger_at = None;
+        conn.rack_at = None;
+        conn.pto_at = None;
         if errno.is_some() {
             conn.error = errno;
         }

@@ -92,6 +92,10 @@ impl Connection {
         counters: &mut TcpCounters,
     ) {
         let mut sent_any = false;
+        if self.tlp_probe_now {
+            self.tlp_probe_now = false;
+            sent_any |= self.send_loss_probe(now, out, counters);
+        }
         if self.retransmit_now {
             self.retransmit_now = false;
             sent_any |= self.retransmit_head(now, out, counters);
@@ -119,6 +123,7 @@ impl Connection {
             self.send_ack(now, out, counters);
         }
         self.update_persist_timer(now);
+        self.schedule_loss_probe(now);
         let _ = config;
     }
 
@@ -145,37 +150,6 @@ impl Connection {
         true
     }
 
-    /// During fast recovery with SACK (RFC 6675 section 5, simplified): retransmit the holes below the highest
-    /// SACKed byte, one segment per opening of the window, before any new data.
-    fn retransmit_holes(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
-        if !self.cc.in_recovery() || self.sacked.is_empty() {
-            return false;
-        }
-        let mss = self.data_mss();
-        let mut sent = false;
-        loop {
-            let from = self.recovery_next.max(self.snd_una);
-            let Some((start, hole)) = self.sacked.next_hole(from) else { break };
-            if !start.lt(self.snd_nxt) {
-                break;
-            }
-            let offset = start.since(self.snd_una);
-            if offset >= self.tx.len() {
-                break;
-            }
-            let len = hole.min(mss).min(self.tx.len() - offset);
-            if self.usable_window() < len {
-                break;
-            }
-            self.emit_data(now, start, len, false, out, counters);
-            counters.retrans_segs += 1;
-            self.recovery_next = start + len;
-            self.recovery_rexmit_bytes += len;
-            sent = true;
-        }
-        sent
-    }
-
     /// After a timeout moved SND.NXT back, skip what the peer holds already (its SACK blocks).
     fn skip_sacked(&mut self) {
         while self.snd_nxt.lt(self.snd_max) {
@@ -194,7 +168,7 @@ impl Connection {
         out: &mut SegmentBuf,
         counters: &mut TcpCounters,
     ) -> bool {
-        let mut sent = self.retransmit_holes(now, out, counters);
+        let mut sent = self.retransmit_lost(now, out, counters);
         let mss = self.data_mss();
         let limit = self.segment_limit(config);
         loop {
@@ -235,8 +209,11 @@ impl Connection {
             self.emit_data(now, self.snd_nxt, len, fin_here, out, counters);
             if retransmission {
                 counters.retrans_segs += 1;
-            } else if self.rtt_probe.is_none() {
-                self.rtt_probe = Some((self.snd_nxt, now));
+            } else {
+                self.pto_restart = true;
+                if self.rtt_probe.is_none() {
+                    self.rtt_probe = Some((self.snd_nxt, now));
+                }
             }
             if len < mss {
                 self.snd_sml = self.snd_nxt + len;
@@ -276,7 +253,7 @@ impl Connection {
     }
 
     /// A segment of `len` data bytes at `seq` (which must be within the send buffer), with the current ACK.
-    fn emit_data(
+    pub(crate) fn emit_data(
         &mut self,
         now: Instant,
         seq: SeqNum,
@@ -302,6 +279,9 @@ impl Connection {
         self.push_segment(out, &header, (a, b));
         counters.out_segs += 1;
         self.after_ack_sent();
+        if len > 0 && self.negotiated.sack_ok {
+            self.rack.on_sent(seq, seq + len, now, seq.lt(self.snd_max));
+        }
     }
 
     /// A bare acknowledgment `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`. SND.NXT in the RFC's sense is the

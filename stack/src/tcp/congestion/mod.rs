@@ -269,6 +269,28 @@ impl CongestionControl {
         DupAckAction::FastRetransmit
     }
 
+    /// A loss found by RACK's timing rather than by duplicate ACKs (RFC 8985 section 6.3) starts fast recovery
+    /// as the third duplicate would: the same decrease and the same `recover` rule (RFC 6582 section 3.2 step
+    /// 2), without the duplicate-ACK inflation. False when this loss belongs to the last recovery's window.
+    pub fn enter_recovery(&mut self, flight: usize, snd_max: SeqNum, snd_una: SeqNum) -> bool {
+        if self.recover.is_some() || self.last_recover.is_some_and(|r| snd_una.lt(r)) {
+            return false;
+        }
+        self.ssthresh = self.reduced_ssthresh(flight);
+        self.cwnd = self.ssthresh;
+        self.recover = Some(snd_max);
+        self.last_recover = Some(snd_max);
+        true
+    }
+
+    /// A tail loss probe alone repaired a loss (RFC 8985 section 7.4.2): the window answers for it once, as
+    /// for any loss, but there is nothing left to recover. By the time the probe is answered little may be in
+    /// flight, so the decrease is taken from the window, as Linux's `tcp_process_tlp_ack` does.
+    pub fn on_loss_repaired(&mut self, flight: usize) {
+        self.ssthresh = self.reduced_ssthresh(flight.max(self.cwnd));
+        self.cwnd = self.ssthresh;
+    }
+
     /// The retransmission timer expired (RFC 5681 section 3.1 equation 4 and "Loss Window"; RFC 9438 section
     /// 4.8 for CUBIC): ssthresh as after a loss, the window down to one segment.
     pub fn on_timeout(&mut self, flight: usize, snd_max: SeqNum) {

@@ -1,0 +1,182 @@
+//! RACK-TLP (RFC 8985) on a connection: RACK finds losses by time from what SACK says was delivered
+//! ([`super::rack`] keeps the log), and a tail loss probe (TLP) makes the peer reveal a loss at the end of a
+//! flight — where no later segment would — within two round trips instead of a retransmission timeout.
+//!
+//! Both need SACK; without it the connection keeps to duplicate ACKs, NewReno and the timer.
+
+use super::connection::Connection;
+use super::segment::SegmentBuf;
+use super::seq::SeqNum;
+use crate::iface::counters::TcpCounters;
+use crate::time::{Duration, Instant};
+use crate::wire::tcp::TcpHeader;
+
+/// WCDelAckT of RFC 8985 section 7.2: the longest a peer may delay its ACK of a lone segment.
+const WORST_CASE_DELAYED_ACK: Duration = Duration::from_millis(200);
+/// The PTO before any RTT is measured (RFC 8985 section 7.2: one second).
+const INITIAL_PTO: Duration = Duration::from_secs(1);
+/// The shortest PTO, Linux's floor: a probe sooner than this after a microsecond RTT is only noise.
+const MIN_PTO: Duration = Duration::from_millis(10);
+
+impl Connection {
+    /// RACK and TLP after an acceptable ACK `seg` (`advanced`: it moved SND.UNA). RFC 8985 section 6.2 steps
+    /// 1 to 5, then section 7.4's check of the probe in flight.
+    pub(crate) fn rack_on_ack(&mut self, now: Instant, seg: &TcpHeader, advanced: bool, counters: &mut TcpCounters) {
+        if !self.negotiated.sack_ok {
+            return;
+        }
+        self.rack.on_ack(now, self.snd_una, &self.sacked);
+        let dsack = carries_dsack(seg);
+        if dsack {
+            self.rack.on_dsack(self.snd_una, self.snd_nxt);
+        }
+        self.tlp_on_ack(seg.ack, advanced, dsack, counters);
+        if advanced {
+            self.pto_restart = true;
+        }
+        self.detect_losses(now, counters);
+    }
+
+    /// RACK's loss detection (RFC 8985 section 6.2 step 5), on an ACK or when the reordering timer fires.
+    /// Newly lost bytes start fast recovery if it is not running (section 6.3: RACK decides when, not only
+    /// duplicate ACKs); the lost bytes are resent by [`Connection::retransmit_lost`].
+    pub(crate) fn detect_losses(&mut self, now: Instant, counters: &mut TcpCounters) {
+        if !self.negotiated.sack_ok {
+            return;
+        }
+        let sacked_segments = self.sacked.sacked_bytes() / self.data_mss().max(1);
+        let recovering = self.cc.in_recovery();
+        self.rack_at = self.rack.detect_losses(now, self.rtt.srtt(), recovering, sacked_segments);
+        if self.rack.lost_bytes() > 0 && !recovering {
+            let flight = self.snd_max.since(self.snd_una);
+            if self.cc.enter_recovery(flight, self.snd_max, self.snd_una) {
+                counters.fast_retrans += 1;
+                self.rtt_probe = None;
+                self.recovery_next = self.snd_una;
+                self.recovery_rexmit_bytes = 0;
+                self.pto_at = None;
+            }
+        }
+    }
+
+    /// During recovery, resends the bytes RACK marked lost, in sequence order, while the window allows (RFC
+    /// 8985 section 6.3 with RFC 6675 section 5's pacing by the pipe).
+    pub(crate) fn retransmit_lost(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
+        if !self.cc.in_recovery() {
+            return false;
+        }
+        let mss = self.data_mss();
+        let mut sent = false;
+        while let Some((start, end)) = self.rack.next_lost(self.snd_una) {
+            if !start.lt(self.snd_nxt) {
+                break;
+            }
+            let offset = start.since(self.snd_una);
+            if offset >= self.tx.len() {
+                break;
+            }
+            let len = end.since(start).min(mss).min(self.tx.len() - offset);
+            if self.usable_window() < len {
+                break;
+            }
+            self.emit_data(now, start, len, false, out, counters);
+            counters.retrans_segs += 1;
+            self.recovery_next = self.recovery_next.max(start + len);
+            self.recovery_rexmit_bytes += len;
+            sent = true;
+        }
+        sent
+    }
+
+    /// RFC 8985 section 7.2: with data in flight and no probe, recovery or timeout under way, a probe is due
+    /// two round trips after the last new data or new acknowledgment — plus the worst delayed ACK when a lone
+    /// segment is out — unless the retransmission timer would fire first.
+    pub(crate) fn schedule_loss_probe(&mut self, now: Instant) {
+        let eligible = self.negotiated.sack_ok
+            && self.state.is_synchronized()
+            && !self.cc.in_recovery()
+            && self.tlp_end.is_none()
+            && self.retries == 0
+            && self.snd_max.gt(self.snd_una)
+            && self.snd_nxt == self.snd_max;
+        if !eligible {
+            self.pto_at = None;
+            self.pto_restart = false;
+            return;
+        }
+        if self.pto_at.is_some() && !self.pto_restart {
+            return;
+        }
+        self.pto_restart = false;
+        let pto = match self.rtt.srtt() {
+            Some(srtt) if self.in_flight() <= self.data_mss() => srtt.saturating_mul(2) + WORST_CASE_DELAYED_ACK,
+            Some(srtt) => srtt.saturating_mul(2),
+            None => INITIAL_PTO,
+        };
+        let at = now + pto.max(MIN_PTO);
+        self.pto_at = if self.rto_at.is_some_and(|rto| rto <= at) { None } else { Some(at) };
+    }
+
+    /// The probe itself (RFC 8985 section 7.3): one segment of new data if the peer's window takes it (the
+    /// congestion window does not apply), else the last segment sent again. The retransmission timer then
+    /// restarts, and no other probe goes out until this one is answered.
+    pub(crate) fn send_loss_probe(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
+        let mss = self.data_mss();
+        let unsent = self.unsent();
+        let by_flow = self.snd_wnd.saturating_sub(self.in_flight());
+        if unsent > 0 && by_flow >= unsent.min(mss) && self.state.can_send_data() {
+            let len = unsent.min(mss);
+            let fin_here = self.fin_seq.is_some_and(|f| f == self.snd_nxt + len);
+            self.emit_data(now, self.snd_nxt, len, fin_here, out, counters);
+            self.snd_nxt += len + usize::from(fin_here);
+            self.snd_max = self.snd_max.max(self.snd_nxt);
+            self.tlp_retrans = false;
+        } else {
+            let Some((first, end)) = self.rack.last_sent() else { return false };
+            let start = first.max(self.snd_una).max(end - mss.min(end.since(first)));
+            let offset = start.since(self.snd_una);
+            if !start.lt(end) || offset + end.since(start) > self.tx.len() {
+                return false;
+            }
+            let fin = self.fin_seq.is_some_and(|f| f == end && self.snd_max == f + 1);
+            self.emit_data(now, start, end.since(start), fin, out, counters);
+            counters.retrans_segs += 1;
+            self.tlp_retrans = true;
+        }
+        counters.loss_probes += 1;
+        self.tlp_end = Some(self.snd_max);
+        self.arm_rto(now);
+        true
+    }
+
+    /// RFC 8985 section 7.4: what the ACK of a probe says. A probe of new data needs nothing. For a resent
+    /// segment, a DSACK of it says the original arrived too (no loss); an ACK beyond the probe, or a duplicate
+    /// ACK at its end, says the probe repaired a loss the congestion window must answer for.
+    fn tlp_on_ack(&mut self, ack: SeqNum, advanced: bool, dsack: bool, counters: &mut TcpCounters) {
+        let Some(end) = self.tlp_end else { return };
+        if ack.lt(end) {
+            return;
+        }
+        if !self.tlp_retrans || (dsack && ack == end) {
+            self.tlp_end = None;
+            return;
+        }
+        if ack.gt(end) || !advanced {
+            self.tlp_end = None;
+            let flight = self.snd_max.since(self.snd_una);
+            self.cc.on_loss_repaired(flight);
+            counters.loss_probe_recoveries += 1;
+        }
+    }
+}
+
+/// An ACK whose first SACK block reports a duplicate (RFC 2883 section 4): it lies below the cumulative ACK,
+/// or inside the second block.
+fn carries_dsack(seg: &TcpHeader) -> bool {
+    let blocks = seg.options.sack_blocks();
+    let Some(&(start, end)) = blocks.first() else { return false };
+    if !seg.ack.lt(end) {
+        return true;
+    }
+    blocks.get(1).is_some_and(|&(s2, e2)| !start.lt(s2) && !e2.lt(end))
+}
