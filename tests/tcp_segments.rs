@@ -706,6 +706,56 @@ fn rack_recovers_a_loss_in_a_short_flight_without_three_duplicate_acks() {
     assert_eq!(c.counter("TcpExtTCPTimeouts"), 0);
 }
 
+/// Four segments go out; the first is only late, not lost. Three SACKs make RACK resend it (no reordering
+/// seen yet, so no reordering window), and the recovery cuts the window. Returns the conversation, and the
+/// TSvals of the original first segment and of its retransmission.
+fn spurious_recovery() -> (Conversation, u32, u32) {
+    let (mut c, fd) = established_with_rtt_20ms();
+    let seg_start = |i: u32| 101 + i * 1448;
+    c.write(fd, &app_bytes(4 * 1448));
+    let original = c.next_seg().tsval().expect("timestamps");
+    for _ in 1..4 {
+        c.next_seg();
+    }
+    c.advance(20);
+    c.send(seg(ACK).seq(1).ack(seg_start(0)).sack(&[(seg_start(1), seg_start(4))]));
+    let resent = c.expect_data(ACK, seg_start(0), 1, 1448).tsval().expect("timestamps");
+    assert_eq!(c.counter("TcpExtTCPFastRetrans"), 1);
+    (c, original, resent)
+}
+
+/// RFC 3522 (Eifel detection), as Linux's `tcp_try_undo_recovery`: the ACK that ends the recovery echoes the
+/// timestamp of the original segment, older than the retransmission's, so the original arrived and the loss
+/// never happened: the window reduction is undone.
+#[test]
+fn a_recovery_whose_ack_echoes_the_original_is_undone() {
+    let (mut c, original, resent) = spurious_recovery();
+    assert!(original < resent);
+    c.advance(1);
+    let clock = c.peer_clock();
+    c.send(seg(ACK).seq(1).ack(101 + 4 * 1448).ts_val(clock, original));
+    assert_eq!(c.counter("TcpExtTCPFullUndo"), 1);
+
+    // A real loss is not undone: the ACK echoes the retransmission.
+    let (mut c, _, resent) = spurious_recovery();
+    c.advance(1);
+    let clock = c.peer_clock();
+    c.send(seg(ACK).seq(1).ack(101 + 4 * 1448).ts_val(clock, resent));
+    assert_eq!(c.counter("TcpExtTCPFullUndo"), 0);
+}
+
+/// RFC 2883 section 5 and Linux's `tcp_try_undo_dsack`: a DSACK reports the retransmission as a duplicate
+/// — every retransmission of the recovery was — so the reduction is undone.
+#[test]
+fn a_recovery_whose_retransmissions_are_all_dsacked_is_undone() {
+    let (mut c, _, resent) = spurious_recovery();
+    c.advance(1);
+    let clock = c.peer_clock();
+    c.send(seg(ACK).seq(1).ack(101 + 4 * 1448).ts_val(clock, resent));
+    c.send(seg(ACK).seq(1).ack(101 + 4 * 1448).ts_val(clock, resent).sack(&[(101, 101 + 1448)]));
+    assert_eq!(c.counter("TcpExtTCPDSACKUndo"), 1);
+}
+
 /// RFC 9438 section 4.6: with CUBIC, the default as on Linux, a fast retransmit sets ssthresh to 0.7 of the
 /// flight; NewReno (`TCP_CONGESTION` 0) halves it (RFC 5681 equation 4). Seen on the wire through the window
 /// inflation of RFC 5681 section 3.2: one of ten segments is lost and the other nine draw duplicate ACKs, so cwnd

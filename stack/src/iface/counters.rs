@@ -119,6 +119,8 @@ counter_group!(
         fast_retrans => "TcpExtTCPFastRetrans",
         loss_probes => "TcpExtTCPLossProbes",
         loss_probe_recoveries => "TcpExtTCPLossProbeRecovery",
+        full_undos => "TcpExtTCPFullUndo",
+        dsack_undos => "TcpExtTCPDSACKUndo",
         aborts_on_data => "TcpExtTCPAbortOnData",
         aborts_on_close => "TcpExtTCPAbortOnClose",
         aborts_on_linger => "TcpExtTCPAbortOnLinger",

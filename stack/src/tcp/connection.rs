@@ -236,6 +236,12 @@ pub struct Connection {
     pub tlp_retrans: bool,
     /// New data went out or was acknowledged: the PTO starts again from now (RFC 8985 section 7.2).
     pub pto_restart: bool,
+    /// The TSval of the first retransmission of the current recovery (Linux's `retrans_stamp`): an ACK echoing
+    /// an older one was sent for an original segment, so the loss was spurious (RFC 3522, Eifel).
+    pub retrans_stamp: Option<u32>,
+    /// Retransmissions of the current recovery not yet reported as duplicates by a DSACK (Linux's
+    /// `undo_retrans`): when all are, every one was spurious.
+    pub undo_retrans: u32,
 
     /// An ACK must go out now.
     pub ack_now: bool,

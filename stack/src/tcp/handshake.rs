@@ -160,6 +160,8 @@ impl Connection {
             tlp_end: None,
             tlp_retrans: false,
             pto_restart: false,
+            retrans_stamp: None,
+            undo_retrans: 0,
             ack_now: false,
             probe_now: false,
             unacked_segments: 0,

@@ -381,18 +381,22 @@ impl Connection {
             self.sacked.update(seg.ack.max(self.snd_una), self.snd_max, seg.options.sack_blocks());
         }
         let advanced = seg.ack.gt(self.snd_una);
+        let was_recovering = self.cc.in_recovery();
         if advanced {
             self.on_new_ack(now, seg);
-        } else if seg.ack == self.snd_una
+        } else if !self.negotiated.sack_ok
+            && seg.ack == self.snd_una
             && payload.is_empty()
             && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
             && window == self.snd_wnd
             && self.snd_max.gt(self.snd_una)
         {
-            // RFC 5681 section 2's duplicate acknowledgment.
+            // RFC 5681 section 2's duplicate acknowledgment. With SACK, RACK decides instead (RFC 8985 section
+            // 6.2, as Linux does once RACK is on): counting duplicates takes reordering for loss.
             let flight = self.snd_max.since(self.snd_una);
             if self.cc.on_dup_ack(flight, self.snd_max, self.snd_una) == DupAckAction::FastRetransmit {
                 ctx.counters.fast_retrans += 1;
+                self.on_recovery_start();
                 self.retransmit_now = true;
                 self.rtt_probe = None;
                 self.recovery_next = self.snd_una;
@@ -400,6 +404,7 @@ impl Connection {
             }
         }
         self.rack_on_ack(now, seg, advanced, ctx.counters);
+        self.undo_if_spurious(seg, was_recovering, ctx.counters);
         // Update the send window if this segment is newer than the one that last set it (SND.WL1/SND.WL2, RFC
         // 9293 section 3.10.7.4). A segment no newer by sequence or acknowledgment may only grow the window (or
         // close it): a reordered older duplicate must not shrink it (Linux's tcp_may_update_window).

@@ -51,6 +51,7 @@ impl Connection {
             let flight = self.snd_max.since(self.snd_una);
             if self.cc.enter_recovery(flight, self.snd_max, self.snd_una) {
                 counters.fast_retrans += 1;
+                self.on_recovery_start();
                 self.rtt_probe = None;
                 self.recovery_next = self.snd_una;
                 self.recovery_rexmit_bytes = 0;
@@ -166,6 +167,36 @@ impl Connection {
             let flight = self.snd_max.since(self.snd_una);
             self.cc.on_loss_repaired(flight);
             counters.loss_probe_recoveries += 1;
+        }
+    }
+}
+
+impl Connection {
+    /// A fast recovery begins: nothing retransmitted in it yet.
+    pub(crate) fn on_recovery_start(&mut self) {
+        self.retrans_stamp = None;
+        self.undo_retrans = 0;
+    }
+
+    /// Undoes the window reduction of a recovery that retransmitted only what had arrived after all (Linux's
+    /// `tcp_try_undo_recovery` and `tcp_try_undo_dsack`): when the recovery ends with an ACK echoing a
+    /// timestamp older than its first retransmission (RFC 3522 section 3.2: the ACK answers an original), or
+    /// when a DSACK has reported every retransmission as a duplicate (RFC 2883 section 5).
+    pub(crate) fn undo_if_spurious(&mut self, seg: &TcpHeader, was_recovering: bool, counters: &mut TcpCounters) {
+        if carries_dsack(seg) && self.undo_retrans > 0 {
+            self.undo_retrans -= 1;
+            if self.undo_retrans == 0 && self.cc.undo() {
+                counters.dsack_undos += 1;
+            }
+        }
+        if was_recovering && !self.cc.in_recovery() {
+            let echoed = seg.options.timestamps.filter(|_| self.negotiated.ts.is_some()).map(|(_, ecr)| ecr);
+            if let (Some(stamp), Some(ecr)) = (self.retrans_stamp, echoed) {
+                if ecr != 0 && (ecr.wrapping_sub(stamp) as i32) < 0 && self.cc.undo() {
+                    counters.full_undos += 1;
+                }
+            }
+            self.retrans_stamp = None;
         }
     }
 }

@@ -279,8 +279,13 @@ impl Connection {
         self.push_segment(out, &header, (a, b));
         counters.out_segs += 1;
         self.after_ack_sent();
+        let retransmission = seq.lt(self.snd_max);
         if len > 0 && self.negotiated.sack_ok {
-            self.rack.on_sent(seq, seq + len, now, seq.lt(self.snd_max));
+            self.rack.on_sent(seq, seq + len, now, retransmission);
+        }
+        if retransmission && self.cc.in_recovery() {
+            self.retrans_stamp = self.retrans_stamp.or(Some(self.ts_now(now)));
+            self.undo_retrans = self.undo_retrans.saturating_add(1);
         }
     }
 

@@ -15,7 +15,7 @@ use crate::time::{Duration, Instant};
 use std::collections::VecDeque;
 
 /// RFC 8985 section 6.2 step 4 (and Linux): after a DSACK widened the window, keep it for 16 recoveries.
-const REO_WND_PERSIST: u32 = 16;
+const REO_WND_PERSIST: u8 = 16;
 /// Entries kept at most; beyond, new bytes join the last entry, which only makes RACK coarser there.
 const MAX_ENTRIES: usize = 4096;
 
@@ -54,8 +54,8 @@ pub struct Rack {
     /// RACK.reordering_seen: bytes were delivered below `fack` without having been retransmitted.
     reordering_seen: bool,
     /// RACK.reo_wnd_mult, RACK.reo_wnd_persist and RACK.dsack_round (section 6.2 step 4).
-    reo_wnd_mult: u32,
-    reo_wnd_persist: u32,
+    reo_wnd_mult: u8,
+    reo_wnd_persist: u8,
     dsack_round: Option<SeqNum>,
     /// Bytes marked lost and not yet retransmitted (they leave the pipe, RFC 6675 section 2).
     lost_bytes: usize,
@@ -219,7 +219,7 @@ impl Rack {
             return Duration::ZERO;
         }
         let base = self.min_rtt.unwrap_or_default() / 4;
-        let wnd = base.saturating_mul(self.reo_wnd_mult.max(1));
+        let wnd = base.saturating_mul(u32::from(self.reo_wnd_mult.max(1)));
         srtt.map_or(wnd, |s| wnd.min(s))
     }
 

@@ -121,6 +121,8 @@ pub struct CongestionControl {
     /// `recover` as RFC 6582 keeps it after recovery ends, so that duplicate acknowledgments for data sent
     /// before the last loss do not start a second recovery ("the Fast Retransmit ... MUST NOT be entered").
     last_recover: Option<SeqNum>,
+    /// cwnd and ssthresh before the last reduction for a loss, to restore if the loss proves spurious.
+    prior: Option<(usize, usize)>,
     algorithm: Algorithm,
 }
 
@@ -136,6 +138,7 @@ impl CongestionControl {
             dup_acks: 0,
             recover: None,
             last_recover: None,
+            prior: None,
             algorithm: Algorithm::new(algorithm),
         }
     }
@@ -262,6 +265,7 @@ impl CongestionControl {
         }
         // RFC 5681 step 4: the algorithm's multiplicative decrease sets ssthresh, then the window is inflated
         // by the three segments that left the network.
+        self.prior = Some((self.cwnd, self.ssthresh));
         self.ssthresh = self.reduced_ssthresh(flight);
         self.cwnd = self.ssthresh.saturating_add(self.mss.saturating_mul(DUP_THRESHOLD as usize));
         self.recover = Some(snd_max);
@@ -276,6 +280,7 @@ impl CongestionControl {
         if self.recover.is_some() || self.last_recover.is_some_and(|r| snd_una.lt(r)) {
             return false;
         }
+        self.prior = Some((self.cwnd, self.ssthresh));
         self.ssthresh = self.reduced_ssthresh(flight);
         self.cwnd = self.ssthresh;
         self.recover = Some(snd_max);
@@ -287,8 +292,19 @@ impl CongestionControl {
     /// for any loss, but there is nothing left to recover. By the time the probe is answered little may be in
     /// flight, so the decrease is taken from the window, as Linux's `tcp_process_tlp_ack` does.
     pub fn on_loss_repaired(&mut self, flight: usize) {
+        self.prior = None;
         self.ssthresh = self.reduced_ssthresh(flight.max(self.cwnd));
         self.cwnd = self.ssthresh;
+    }
+
+    /// The last reduction was for a loss that never happened (the original segments arrived, only late: RFC
+    /// 3522's Eifel detection, or DSACKs for every retransmission): the windows go back to what they were,
+    /// as Linux's `tcp_undo_cwnd_reduction` restores them. False when there is nothing to undo.
+    pub fn undo(&mut self) -> bool {
+        let Some((cwnd, ssthresh)) = self.prior.take() else { return false };
+        self.cwnd = self.cwnd.max(cwnd);
+        self.ssthresh = self.ssthresh.max(ssthresh);
+        true
     }
 
     /// The retransmission timer expired (RFC 5681 section 3.1 equation 4 and "Loss Window"; RFC 9438 section
@@ -299,6 +315,7 @@ impl CongestionControl {
             Algorithm::Cubic(c) => c.on_timeout(self.cwnd, flight, self.mss),
         };
         self.cwnd = self.mss;
+        self.prior = None;
         self.dup_acks = 0;
         // RFC 6582 section 3.2 step 4: after a timeout, recover = highest sequence number transmitted.
         self.recover = None;
