@@ -41,10 +41,12 @@ impl Connection {
     /// Newly lost bytes start fast recovery if it is not running (section 6.3: RACK decides when, not only
     /// duplicate ACKs); the lost bytes are resent by [`Connection::retransmit_lost`].
     pub(crate) fn detect_losses(&mut self, now: Instant, counters: &mut TcpCounters) {
-        if !self.negotiated.sack_ok {
+        if !self.negotiated.sack_ok || self.snd_una == self.snd_max {
+            self.rack_at = None;
             return;
         }
-        let sacked_segments = self.sacked.sacked_bytes() / self.data_mss().max(1);
+        let sacked_segments =
+            if self.sacked.is_empty() { 0 } else { self.sacked.sacked_bytes() / self.data_mss().max(1) };
         let recovering = self.cc.in_recovery();
         self.rack_at = self.rack.detect_losses(now, self.rtt.srtt(), recovering, sacked_segments);
         if self.rack.lost_bytes() > 0 && !recovering {
@@ -110,7 +112,7 @@ impl Connection {
         }
         self.pto_restart = false;
         let pto = match self.rtt.srtt() {
-            Some(srtt) if self.in_flight() <= self.data_mss() => srtt.saturating_mul(2) + WORST_CASE_DELAYED_ACK,
+            Some(srtt) if self.in_flight() <= self.largest_segment() => srtt.saturating_mul(2) + WORST_CASE_DELAYED_ACK,
             Some(srtt) => srtt.saturating_mul(2),
             None => INITIAL_PTO,
         };

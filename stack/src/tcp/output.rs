@@ -170,7 +170,7 @@ impl Connection {
     ) -> bool {
         let mut sent = self.retransmit_lost(now, out, counters);
         let mss = self.data_mss();
-        let limit = self.segment_limit(config);
+        let limit = self.segment_limit(config, mss);
         loop {
             self.skip_sacked();
             let unsent = self.unsent();
@@ -377,6 +377,13 @@ impl Connection {
         field
     }
 
+    /// The most payload a segment ever carries without segmentation offload: the MSS with no SACK blocks
+    /// (cheaper than [`Connection::data_mss`], for tests that only need the bound).
+    pub(crate) fn largest_segment(&self) -> usize {
+        let ts_len = if self.negotiated.ts.is_some() { TIMESTAMP_OPTION_LEN } else { 0 };
+        self.negotiated.send_mss + ts_len
+    }
+
     /// The payload a segment can carry with the options it carries now (timestamps, and SACK blocks while
     /// out-of-order data is held), so that headers and data never exceed the MTU (Linux's `tcp_current_mss`).
     pub(crate) fn data_mss(&self) -> usize {
@@ -394,14 +401,13 @@ impl Connection {
         (self.negotiated.send_mss + ts_len).saturating_sub(options.len()).max(1)
     }
 
-    /// The most payload one segment may carry now: one MSS; or, when the device segments for us
+    /// The most payload one segment may carry now, given the MSS `mss` ([`Connection::data_mss`]): one MSS; or, when the device segments for us
     /// (`TcpConfig::gso_max_size`), as many whole MSS as fit in one super-segment, which the device cuts
     /// into segments of what fits its MTU — Linux sizes its TSO bursts the same way (`tcp_tso_autosize`,
     /// without the pacing). That cut is the MSS only while our MSS is what limits segments (a peer that
     /// asked for smaller ones gets MSS-sized segments), and only traffic that crosses the device gets it:
     /// loopback segments come straight back to us with their partial checksums.
-    pub(crate) fn segment_limit(&self, config: &TcpConfig) -> usize {
-        let mss = self.data_mss();
+    pub(crate) fn segment_limit(&self, config: &TcpConfig, mss: usize) -> usize {
         if config.gso_max_size == 0 {
             return mss;
         }
@@ -419,7 +425,7 @@ impl Connection {
     /// Builds a segment of this connection, with its socket's IP options. One larger than an MSS is a
     /// super-segment for the device to cut (see [`Connection::segment_limit`]).
     fn push_segment(&self, out: &mut SegmentBuf, header: &TcpHeader, payload: (&[u8], &[u8])) {
-        let offloaded = payload.0.len() + payload.1.len() > self.data_mss();
+        let offloaded = payload.0.len() + payload.1.len() > self.largest_segment();
         out.push(self.local, self.remote, header, payload, offloaded);
         out.set_last_ip(self.opts.ttl, self.opts.tos);
     }

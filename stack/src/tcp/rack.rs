@@ -234,6 +234,11 @@ impl Rack {
         sacked_segments: usize,
     ) -> Option<Instant> {
         let (newest_at, newest_end) = self.newest_delivered?;
+        // The common case, nothing lost: the oldest bytes outstanding went out after the newest delivered.
+        let first = self.log.front()?;
+        if !first.retransmitted && !sent_after(newest_at, newest_end, first.sent_at, first.end) {
+            return None;
+        }
         let wait = self.rtt.saturating_add(self.reo_wnd(srtt, recovering, sacked_segments));
         let mut due: Option<Instant> = None;
         for e in self.log.iter_mut() {
