@@ -303,7 +303,9 @@ fn solo_on<N: Node>(mut link: MemLink<N>, kind: &str, secs: Duration) -> Run {
 }
 
 /// Runs in a child process (a fresh heap): opens `n` connections between two ustack stacks, prints the
-/// resident memory per connection endpoint, then has `used` of them exchange 64 bytes and prints again.
+/// resident memory per connection endpoint, then has `used` of them exchange 64 bytes, one connection after
+/// the other (so that the heap's high-water mark is one exchange's buffers, not hundreds'), and prints again,
+/// with the buffer bytes the stacks still hold where they can tell.
 pub fn memory_child(imp: &str, n: usize, used: usize) {
     match imp {
         "ustack" => memory_child_on(ustack_link(1500, n), n, used),
@@ -329,25 +331,24 @@ fn memory_child_on<N: Node>(mut link: MemLink<N>, n: usize, used: usize) {
     let msg = [7_u8; 64];
     let mut buf = [0_u8; 64];
     let used = used.min(clients.len()).min(servers.len());
-    for chunk in 0..used.div_ceil(256) {
-        let range = chunk * 256..((chunk + 1) * 256).min(used);
-        for i in range.clone() {
-            link.a.send(clients[i], &msg);
-            link.b.send(servers[i], &msg);
-        }
+    for i in 0..used {
+        link.a.send(clients[i], &msg);
+        link.b.send(servers[i], &msg);
         for _ in 0..4 {
             link.step();
         }
-        for i in range {
-            let _ = link.a.recv(clients[i], &mut buf);
-            let _ = link.b.recv(servers[i], &mut buf);
-        }
+        let _ = link.a.recv(clients[i], &mut buf);
+        let _ = link.b.recv(servers[i], &mut buf);
     }
     for _ in 0..4 {
         link.step();
     }
     let after = rss_bytes().unwrap_or(0);
     println!("used {used} {established} {after}");
+    if let (Some((ring_a, spare_a)), Some((ring_b, spare_b))) = (link.a.buffer_bytes(), link.b.buffer_bytes()) {
+        println!("held {used} 0 {}", ring_a + ring_b);
+        println!("spare {used} 0 {}", spare_a + spare_b);
+    }
 }
 
 /// Scenario 4, memory: runs the child for each implementation and reports bytes per endpoint.
@@ -367,6 +368,13 @@ pub fn memory_scenario(plan: &Plan, report: &mut Report) {
             "4 connections",
             &format!("{used} of the {n} after 64 B each way"),
             "RSS per endpoint, after use",
+            "KiB",
+            false,
+        );
+        let mut held = Row::new(
+            "4 connections",
+            &format!("{used} of the {n} after 64 B each way"),
+            "socket buffers still held per used endpoint",
             "KiB",
             false,
         );
@@ -404,6 +412,7 @@ pub fn memory_scenario(plan: &Plan, report: &mut Report) {
                     match f[0] {
                         "fresh" => fresh.series(imp).samples.push(per),
                         "used" => worn.series(imp).samples.push(per),
+                        "held" => held.series(imp).samples.push(per),
                         _ => {}
                     }
                 }
@@ -419,5 +428,6 @@ pub fn memory_scenario(plan: &Plan, report: &mut Report) {
         }
         report.push(fresh);
         report.push(worn);
+        report.push(held);
     }
 }

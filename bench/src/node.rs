@@ -72,6 +72,11 @@ pub trait Node {
     fn close(&mut self, c: usize);
     /// Frames the stack produced that did not fit in a transmit batch.
     fn tx_drops(&self) -> u64;
+    /// Bytes of socket buffers the stack holds for its connections, and spare (ustack's own accounting;
+    /// `None` where the stack cannot tell).
+    fn buffer_bytes(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// A [`FrameSink`] over a batch that counts the frames it had no room for.
@@ -193,6 +198,11 @@ impl Node for UstackNode {
 
     fn tx_drops(&self) -> u64 {
         self.drops
+    }
+
+    fn buffer_bytes(&self) -> Option<(usize, usize)> {
+        let m = self.stack.tcp_memory();
+        Some((m.ring_bytes, m.spare_bytes))
     }
 }
 
