@@ -544,3 +544,28 @@ fn socket_options_read_back() {
     net.s.sendto(fd, b"x", MsgFlags::NONE, Some(sa(PEER, 1))).unwrap();
     assert_eq!(parse_ipv4(&net.sent()[0]).unwrap().0.ttl, 7);
 }
+
+/// A device that vouches for a frame's checksum (a TAP with offloads: the local kernel left the checksum
+/// undone, as `CHECKSUM_PARTIAL`) has it delivered without verification; the same bytes from an ordinary
+/// read are a checksum error (RFC 768: a datagram with a bad checksum is discarded).
+#[test]
+fn a_checksum_the_device_vouches_for_is_not_verified() {
+    let mut net = Net::new();
+    let fd = net.udp();
+    net.s.bind(fd, sa(US, 7)).unwrap();
+    let mut frame = udp_frame((PEER_MAC, US_MAC), SocketAddrV4::new(PEER, 9), SocketAddrV4::new(US, 7), b"hi");
+    // The partial form: the checksum field holds something other than the full checksum.
+    frame[14 + 20 + 6] ^= 0x5a;
+    net.deliver(&frame);
+    let mut buf = [0u8; 8];
+    assert_eq!(net.recv(fd, &mut buf), Err(Errno::EAGAIN), "an ordinary read verifies, and drops");
+    assert_eq!(net.s.counters().get("UdpInCsumErrors"), Some(1));
+
+    let mut batch = ustack_netdev::FrameBatch::new(2, 1514);
+    assert!(batch.push(&frame));
+    batch.mark_checksum_trusted(0);
+    let mut out = Vec::new();
+    net.s.receive_device_batch(net.now, &batch, &mut out);
+    assert_eq!(net.recv(fd, &mut buf).map(|(n, _)| n), Ok(2), "the vouched-for datagram arrives");
+    assert_eq!(net.s.counters().get("UdpInCsumErrors"), Some(1));
+}

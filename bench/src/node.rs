@@ -137,7 +137,7 @@ fn fd(c: usize) -> Fd {
 impl Node for UstackNode {
     fn input(&mut self, now: Instant, rx: &FrameBatch, tx: &mut FrameBatch) {
         let mut sink = Sink { batch: tx, drops: &mut self.drops };
-        self.stack.receive_batch(now, rx.iter(), &mut sink);
+        self.stack.receive_device_batch(now, rx, &mut sink);
     }
 
     fn output(&mut self, now: Instant, tx: &mut FrameBatch) {

@@ -7,6 +7,8 @@
 pub struct FrameBatch {
     storage: Vec<u8>,
     lens: Vec<usize>,
+    /// Per frame: its transport checksum needs no verifying (see [`FrameBatch::checksum_trusted`]).
+    trusted: Vec<bool>,
     slot_size: usize,
     capacity: usize,
 }
@@ -15,7 +17,13 @@ impl FrameBatch {
     /// A batch of `capacity` slots of `slot_size` bytes (use at least MTU + 14 for Ethernet).
     pub fn new(capacity: usize, slot_size: usize) -> Self {
         assert!(capacity > 0 && slot_size > 0, "a batch needs at least one non-empty slot");
-        FrameBatch { storage: vec![0; capacity * slot_size], lens: Vec::with_capacity(capacity), slot_size, capacity }
+        FrameBatch {
+            storage: vec![0; capacity * slot_size],
+            lens: Vec::with_capacity(capacity),
+            trusted: Vec::with_capacity(capacity),
+            slot_size,
+            capacity,
+        }
     }
 
     /// The largest frame one slot holds.
@@ -46,6 +54,7 @@ impl FrameBatch {
     /// Forgets every frame (the slots stay allocated).
     pub fn clear(&mut self) {
         self.lens.clear();
+        self.trusted.clear();
     }
 
     /// Reserves the next slot with room for `len` bytes and returns it for the caller to fill. `None` when the
@@ -56,6 +65,7 @@ impl FrameBatch {
         }
         let start = self.lens.len() * self.slot_size;
         self.lens.push(len);
+        self.trusted.push(false);
         Some(&mut self.storage[start..start + len])
     }
 
@@ -84,6 +94,7 @@ impl FrameBatch {
     pub fn commit(&mut self, len: usize) {
         assert!(!self.is_full() && len <= self.slot_size, "commit without a spare slot");
         self.lens.push(len);
+        self.trusted.push(false);
     }
 
     /// Every free slot, in order (the first is the one [`FrameBatch::spare_slot`] returns), for devices that fill
@@ -108,6 +119,7 @@ impl FrameBatch {
             self.storage.copy_within(src..src + len, dst);
         }
         self.lens.push(len);
+        self.trusted.push(false);
         true
     }
 
@@ -130,6 +142,26 @@ impl FrameBatch {
         let len = *self.lens.get(index)?;
         let start = index * self.slot_size;
         Some(&mut self.storage[start..start + len])
+    }
+
+    /// Marks frame `index` as one whose transport checksum needs no verifying: it came from the local kernel
+    /// with the checksum left to offload (virtio-net `NEEDS_CSUM`), so its bytes never crossed a wire —
+    /// Linux treats such a packet (`CHECKSUM_PARTIAL`) as verified, too. The checksum field is then left as
+    /// the kernel wrote it, holding only the pseudo-header sum.
+    pub fn mark_checksum_trusted(&mut self, index: usize) {
+        if let Some(t) = self.trusted.get_mut(index) {
+            *t = true;
+        }
+    }
+
+    /// True when frame `index` was marked with [`FrameBatch::mark_checksum_trusted`].
+    pub fn checksum_trusted(&self, index: usize) -> bool {
+        self.trusted.get(index).copied().unwrap_or(false)
+    }
+
+    /// The frames in order, each with whether its checksum is trusted.
+    pub fn iter_with_trust(&self) -> impl Iterator<Item = (&[u8], bool)> + '_ {
+        self.iter().zip(self.trusted.iter().copied())
     }
 
     /// The frames in order.
@@ -157,6 +189,18 @@ mod tests {
         slot[..2].copy_from_slice(b"hi");
         b.commit(2);
         assert_eq!(b.get(0), Some(&b"hi"[..]));
+    }
+
+    #[test]
+    fn checksum_trust_is_per_frame_and_cleared_with_the_batch() {
+        let mut b = FrameBatch::new(3, 8);
+        assert!(b.push(b"a") && b.push(b"b"));
+        b.mark_checksum_trusted(1);
+        b.mark_checksum_trusted(7); // no such frame: ignored
+        assert_eq!(b.iter_with_trust().map(|(_, t)| t).collect::<Vec<_>>(), [false, true]);
+        b.clear();
+        assert!(b.push(b"c"));
+        assert!(!b.checksum_trusted(0), "a new frame starts untrusted");
     }
 
     #[test]

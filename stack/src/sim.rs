@@ -142,7 +142,7 @@ impl SimNet {
             loop {
                 self.rx.clear();
                 let n = sink.end.recv_batch(&mut self.rx).unwrap_or(0);
-                stack.receive_batch(self.now, self.rx.iter(), &mut sink);
+                stack.receive_device_batch(self.now, &self.rx, &mut sink);
                 if n < self.rx.capacity() {
                     break;
                 }

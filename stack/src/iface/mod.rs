@@ -164,6 +164,8 @@ pub struct Stack {
     pub(crate) scratch: Vec<u8>,
     /// The latest time handed in by the driver, for socket calls that start timers (`connect`, `close`).
     pub(crate) last_now: Instant,
+    /// The frame being received has a checksum its device vouches for (see `Stack::receive_device_batch`).
+    pub(crate) rx_checksum_trusted: bool,
 }
 
 impl Stack {
@@ -187,6 +189,7 @@ impl Stack {
             rng: crate::rng::Rng::new(config.seed),
             scratch: Vec::with_capacity(65536),
             last_now: Instant::ZERO,
+            rx_checksum_trusted: false,
             config,
         }
     }

@@ -366,7 +366,7 @@ fn drive<D: Device>(shared: Arc<Shared>, mut device: D, options: NetStackOptions
                     0
                 }
             };
-            stack.receive_batch(now, rx.iter(), &mut sink);
+            stack.receive_device_batch(now, &rx, &mut sink);
             if received < rx.capacity() {
                 break;
             }

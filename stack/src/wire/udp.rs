@@ -17,6 +17,17 @@ impl UdpHeader {
     /// is zero (no checksum, RFC 768), the checksum. Returns the header and the payload, trimmed to the UDP
     /// length.
     pub fn parse_v4(buf: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<(UdpHeader, &[u8]), WireError> {
+        UdpHeader::parse_v4_trusting(buf, src, dst, false)
+    }
+
+    /// [`UdpHeader::parse_v4`], skipping the checksum when `checksum_trusted` (see
+    /// `TcpHeader::parse_v4_trusting`).
+    pub fn parse_v4_trusting(
+        buf: &[u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        checksum_trusted: bool,
+    ) -> Result<(UdpHeader, &[u8]), WireError> {
         if buf.len() < HEADER_LEN {
             return Err(WireError::Truncated);
         }
@@ -28,7 +39,7 @@ impl UdpHeader {
             return Err(WireError::Truncated);
         }
         let datagram = &buf[..length];
-        if be16(buf, 6) != 0 && checksum::transport_v4(src, dst, ip_proto::UDP, datagram) != 0 {
+        if !checksum_trusted && be16(buf, 6) != 0 && checksum::transport_v4(src, dst, ip_proto::UDP, datagram) != 0 {
             return Err(WireError::BadChecksum);
         }
         Ok((UdpHeader { src_port: be16(buf, 0), dst_port: be16(buf, 2) }, &datagram[HEADER_LEN..]))
