@@ -53,7 +53,9 @@ impl Tap {
     /// `TUN_F_CSUM | TUN_F_TSO4`): the kernel then hands over TCP super-segments of up to 64 KiB, leaving
     /// their checksums for us to complete, and takes super-segments from us to cut itself (see
     /// [`VnetHeader::for_sending`]). A stack on such a device may send TCP segments up to
-    /// [`Device::max_frame_len`], as Linux does over a virtio NIC.
+    /// [`Device::max_frame_len`], as Linux does over a virtio NIC. Frames whose checksum the kernel left undone
+    /// are passed on unchanged and marked trusted ([`FrameBatch::mark_checksum_trusted`]), so a capture of them
+    /// shows partial checksums, as tcpdump does on a host with offloads.
     pub fn open_with_offloads(name: &str) -> io::Result<Tap> {
         Tap::open_with(name, true)
     }
