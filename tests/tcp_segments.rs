@@ -706,6 +706,43 @@ fn rack_recovers_a_loss_in_a_short_flight_without_three_duplicate_acks() {
     assert_eq!(c.counter("TcpExtTCPTimeouts"), 0);
 }
 
+/// RFC 8985 section 6.3 with RFC 6675's pacing: a flow limited by the peer's window (all of it in flight)
+/// still resends a lost segment at once — the window already took those bytes — instead of waiting for the
+/// retransmission timer.
+#[test]
+fn a_loss_in_a_flow_limited_by_the_peers_window_is_resent_without_a_timeout() {
+    let (mut c, fd) = established_with_rtt_20ms();
+    // The peer's window shrinks to four segments (scale 7: 4 * 1448 / 128 = 45.25 -> 46) with its next ACK.
+    c.write(fd, &app_bytes(100));
+    c.expect_data(ACK | PSH, 101, 1, 100);
+    c.advance(20);
+    c.send(seg(ACK).seq(1).ack(201).win(46));
+    let seg_start = |i: u32| 201 + i * 1448;
+    c.write(fd, &app_bytes(8 * 1448));
+    for _ in 0..4 {
+        c.next_seg();
+    }
+    c.expect_nothing();
+    c.advance(20);
+    c.send(seg(ACK).seq(1).ack(seg_start(0)).win(46).sack(&[(seg_start(1), seg_start(4))]));
+    c.expect_data(ACK, seg_start(0), 1, 1448);
+    assert_eq!(c.counter("TcpExtTCPTimeouts"), 0);
+}
+
+/// Shrinking SO_RCVBUF while out-of-order data is parked past the new end forgets that data: when the gap
+/// fills, the ACK covers only bytes really kept (nothing accepted into a buffer is ever lost).
+#[test]
+fn shrinking_the_receive_buffer_forgets_data_parked_beyond_it() {
+    let (mut c, fd) = established();
+    c.send(seg(ACK).seq(1 + 40_000).ack(1).fill(1000)); // parked 40 kB ahead
+    c.expect_seg(ACK, 1, 1);
+    c.stack.setsockopt(fd, SockOpt::RcvBuf, 8192).unwrap(); // 16 KiB: the parked bytes no longer fit
+    c.send(seg(ACK).seq(1).ack(1).fill(1000));
+    let ack = c.next_seg();
+    assert_eq!(ack.ack, 1001, "only the gap's own bytes are acknowledged: {ack}");
+    assert_eq!(c.read(fd), Ok(pattern(1, 1000)));
+}
+
 /// Four segments go out; the first is only late, not lost. Three SACKs make RACK resend it (no reordering
 /// seen yet, so no reordering window), and the recovery cuts the window. Returns the conversation, and the
 /// TSvals of the original first segment and of its retransmission.

@@ -84,8 +84,9 @@ impl NetStack {
         options: NetStackOptions,
     ) -> io::Result<NetStack> {
         config.mtu = config.mtu.min(device.mtu());
-        // A device with segmentation offload takes TCP super-segments up to its largest frame.
-        if device.max_frame_len() > device.mtu() + 14 {
+        // A device with segmentation offload takes TCP super-segments up to its largest frame. It cuts them at
+        // what fits its own MTU, so only a stack using that same MTU may hand it any.
+        if device.max_frame_len() > device.mtu() + 14 && config.mtu == device.mtu() {
             config.tcp.gso_max_size = device.max_frame_len() - 14;
         }
         if !options.reproducible {

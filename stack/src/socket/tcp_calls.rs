@@ -555,6 +555,9 @@ impl Stack {
                 conn.opts = opts;
                 if opt == SockOpt::RcvBuf {
                     conn.rx.set_capacity(buffers.rcvbuf.max(conn.rx.len()));
+                    // Out-of-order bytes parked past the new end are gone: forget them, or filling the gap
+                    // would acknowledge bytes never kept.
+                    conn.ooo.truncate(conn.rx.free());
                 }
                 if opt == SockOpt::SndBuf {
                     conn.tx.set_capacity(buffers.sndbuf.max(conn.tx.len()));

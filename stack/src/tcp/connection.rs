@@ -242,6 +242,9 @@ pub struct Connection {
     /// Retransmissions of the current recovery not yet reported as duplicates by a DSACK (Linux's
     /// `undo_retrans`): when all are, every one was spurious.
     pub undo_retrans: u32,
+    /// SND.UNA when the current recovery began (Linux's `undo_marker`): only DSACKs at or above it can be for
+    /// its retransmissions.
+    pub undo_marker: SeqNum,
 
     /// An ACK must go out now.
     pub ack_now: bool,
@@ -308,11 +311,16 @@ impl Connection {
     /// recovery the window is ssthresh, RFC 6675 section 5; NewReno's inflation serves recovery without SACK),
     /// and within the peer's window measured against everything outstanding (flow control, RFC 9293 3.8.6).
     pub fn usable_window(&self) -> usize {
-        let sack_recovery = self.cc.in_recovery() && !self.sacked.is_empty();
-        let cwnd = if sack_recovery { self.cc.ssthresh() } else { self.cc.cwnd() };
-        let by_congestion = cwnd.saturating_sub(self.pipe());
         let by_flow = self.snd_wnd.saturating_sub(self.in_flight());
-        by_congestion.min(by_flow)
+        self.congestion_room().min(by_flow)
+    }
+
+    /// What the congestion window leaves room for: cwnd less the pipe (during SACK recovery the window is
+    /// ssthresh, RFC 6675 section 5).
+    pub fn congestion_room(&self) -> usize {
+        let sack_recovery = self.cc.in_recovery() && (!self.sacked.is_empty() || self.rack.lost_bytes() > 0);
+        let cwnd = if sack_recovery { self.cc.ssthresh() } else { self.cc.cwnd() };
+        cwnd.saturating_sub(self.pipe())
     }
 
     /// The window we can offer now: free receive space, no more than the slowly growing clamp, rounded down to
@@ -473,9 +481,13 @@ impl Connection {
         self.rtt_probe = None;
         // RACK-TLP: everything from SND.UNA goes again, so no mark or probe stands.
         self.rack.on_timeout();
+        if self.retries >= 2 {
+            self.rack.forget_sacks();
+        }
         self.rack_at = None;
         self.pto_at = None;
         self.tlp_end = None;
+        self.tlp_probe_now = false;
         let flight = self.snd_max.since(self.snd_una);
         if self.state.is_synchronized() {
             self.cc.on_timeout(flight, self.snd_max);

@@ -162,6 +162,7 @@ impl Connection {
             pto_restart: false,
             retrans_stamp: None,
             undo_retrans: 0,
+            undo_marker: iss,
             ack_now: false,
             probe_now: false,
             unacked_segments: 0,

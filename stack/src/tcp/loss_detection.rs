@@ -41,7 +41,9 @@ impl Connection {
     /// Newly lost bytes start fast recovery if it is not running (section 6.3: RACK decides when, not only
     /// duplicate ACKs); the lost bytes are resent by [`Connection::retransmit_lost`].
     pub(crate) fn detect_losses(&mut self, now: Instant, counters: &mut TcpCounters) {
-        if !self.negotiated.sack_ok || self.snd_una == self.snd_max {
+        // After a timeout SND.NXT went back and everything from SND.UNA is being resent anyway: marks would only
+        // count the same bytes out of the pipe twice.
+        if !self.negotiated.sack_ok || self.snd_una == self.snd_max || self.snd_nxt.lt(self.snd_max) {
             self.rack_at = None;
             return;
         }
@@ -79,9 +81,18 @@ impl Connection {
                 break;
             }
             let len = end.since(start).min(mss).min(self.tx.len() - offset);
-            if self.usable_window() < len {
+            // The congestion window paces resending (RFC 6675 section 5: cwnd - pipe); the peer's window
+            // already took these bytes once, so only their end must lie within it (as Linux's
+            // tcp_retransmit_skb checks).
+            let within_peer_window = (start + len).le(self.snd_una + self.snd_wnd);
+            if self.congestion_room() < len || !within_peer_window {
                 break;
             }
+            // Resent, the bytes lose their lost mark and count in the pipe again, and the copy counts too: a
+            // mark may be premature (the original only reordered, still on its way), so until an ACK or SACK
+            // settles them both are taken as in flight. That keeps recovery within ssthresh when reordering
+            // fooled RACK; measured against the kernel through a reordering link, counting once sent faster
+            // into more losses and timeouts.
             self.emit_data(now, start, len, false, out, counters);
             counters.retrans_segs += 1;
             self.recovery_next = self.recovery_next.max(start + len);
@@ -156,6 +167,7 @@ impl Connection {
     /// segment, a DSACK of it says the original arrived too (no loss); an ACK beyond the probe, or a duplicate
     /// ACK at its end, says the probe repaired a loss the congestion window must answer for.
     fn tlp_on_ack(&mut self, ack: SeqNum, advanced: bool, dsack: bool, counters: &mut TcpCounters) {
+        // `advanced` false here means a duplicate ACK; a data segment or window update is not one.
         let Some(end) = self.tlp_end else { return };
         if ack.lt(end) {
             return;
@@ -164,20 +176,28 @@ impl Connection {
             self.tlp_end = None;
             return;
         }
-        if ack.gt(end) || !advanced {
+        if ack.gt(end) {
             self.tlp_end = None;
             let flight = self.snd_max.since(self.snd_una);
             self.cc.on_loss_repaired(flight);
             counters.loss_probe_recoveries += 1;
+        } else if !advanced {
+            // A duplicate ACK at the probe's end: both the original and the probe arrived (Linux's
+            // tcp_process_tlp_ack), no loss.
+            self.tlp_end = None;
         }
     }
 }
 
 impl Connection {
-    /// A fast recovery begins: nothing retransmitted in it yet.
+    /// A fast recovery begins: nothing retransmitted in it yet, except a resent tail probe still unanswered,
+    /// which a DSACK must also clear before the recovery can be undone (Linux counts it the same way). The
+    /// probe's episode ends here: the recovery answers for its loss.
     pub(crate) fn on_recovery_start(&mut self) {
         self.retrans_stamp = None;
-        self.undo_retrans = 0;
+        self.undo_retrans = u32::from(self.tlp_end.is_some() && self.tlp_retrans);
+        self.undo_marker = self.snd_una;
+        self.tlp_end = None;
     }
 
     /// Undoes the window reduction of a recovery that retransmitted only what had arrived after all (Linux's
@@ -185,7 +205,12 @@ impl Connection {
     /// timestamp older than its first retransmission (RFC 3522 section 3.2: the ACK answers an original), or
     /// when a DSACK has reported every retransmission as a duplicate (RFC 2883 section 5).
     pub(crate) fn undo_if_spurious(&mut self, seg: &TcpHeader, was_recovering: bool, counters: &mut TcpCounters) {
-        if carries_dsack(seg) && self.undo_retrans > 0 {
+        // Only a DSACK of bytes this recovery could have resent counts (Linux's undo_marker): not one for a
+        // duplicate of older data, nor from a peer that never agreed to SACK.
+        let dsack_of_recovery = self.negotiated.sack_ok
+            && carries_dsack(seg)
+            && seg.options.sack_blocks().first().is_some_and(|&(start, _)| !start.lt(self.undo_marker));
+        if dsack_of_recovery && self.undo_retrans > 0 {
             self.undo_retrans -= 1;
             if self.undo_retrans == 0 && self.cc.undo() {
                 counters.dsack_undos += 1;

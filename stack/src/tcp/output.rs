@@ -281,7 +281,11 @@ impl Connection {
         self.after_ack_sent();
         let retransmission = seq.lt(self.snd_max);
         if len > 0 && self.negotiated.sack_ok {
-            self.rack.on_sent(seq, seq + len, now, retransmission);
+            // A resend after a timeout may run on past SND.MAX into bytes never sent: those are new.
+            let end = seq + len;
+            let resent_end = if retransmission { end.min(self.snd_max) } else { seq };
+            self.rack.on_sent(seq, resent_end, now, true);
+            self.rack.on_sent(resent_end, end, now, false);
         }
         if retransmission && self.cc.in_recovery() {
             self.retrans_stamp = self.retrans_stamp.or(Some(self.ts_now(now)));
@@ -412,7 +416,9 @@ impl Connection {
             return mss;
         }
         let ts_len = if self.negotiated.ts.is_some() { TIMESTAMP_OPTION_LEN } else { 0 };
-        let ours_limits = self.negotiated.send_mss + ts_len == usize::from(self.negotiated.our_mss);
+        // The device cuts at what fits its MTU: that is our MSS only when TCP_MAXSEG did not lower it.
+        let ours_limits = self.negotiated.send_mss + ts_len == usize::from(self.negotiated.our_mss)
+            && self.opts.user_mss.is_none_or(|m| m >= self.negotiated.our_mss);
         let local = self.remote.ip() == self.local.ip() || self.remote.ip().is_loopback();
         if !ours_limits || local {
             return mss;

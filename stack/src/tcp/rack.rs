@@ -100,8 +100,13 @@ impl Rack {
         }
     }
 
-    /// Splits the entry containing `seq` (not at its start) in two at `seq`.
+    /// Splits the entry containing `seq` (not at its start) in two at `seq` — unless the log is full: a
+    /// receiver SACKing every other byte must not grow it without bound. RACK is then coarser there (a
+    /// partly SACKed entry counts as not delivered).
     fn split_at(&mut self, seq: SeqNum) {
+        if self.log.len() >= MAX_ENTRIES {
+            return;
+        }
         let Some(i) = self.log.iter().position(|e| e.start.lt(seq) && seq.lt(e.end)) else { return };
         let mut tail = self.log[i];
         tail.start = seq;
@@ -135,37 +140,53 @@ impl Rack {
             }
             break;
         }
+        // RFC 8985 section 6.2 step 4's DSACK round ends once SND.UNA reaches it (and so cannot wrap later).
+        if self.dsack_round.is_some_and(|r| !snd_una.lt(r)) {
+            self.dsack_round = None;
+        }
         if sacked.is_empty() {
             return;
         }
-        let mut i = 0;
+        // One pass over the log and the (sorted) SACKed ranges together.
+        let ranges = sacked.ranges();
+        let (mut i, mut j) = (0, 0);
         while i < self.log.len() {
             let e = self.log[i];
-            if e.sacked {
+            while j < ranges.len() && !e.start.lt(ranges[j].1) {
+                j += 1;
+            }
+            let Some(&(sack_start, sack_end)) = ranges.get(j) else { break };
+            if e.sacked || !sack_start.lt(e.end) {
                 i += 1;
                 continue;
             }
-            match sacked.sacked_range_at(e.start) {
-                Some((_, sack_end)) => {
-                    if sack_end.lt(e.end) {
-                        self.split_at(sack_end);
-                    }
-                    let e = self.log[i];
-                    if e.lost {
-                        self.lost_bytes -= e.len();
-                    }
-                    self.log[i].sacked = true;
-                    self.log[i].lost = false;
-                    self.delivered(now, &e);
+            if e.start.lt(sack_start) {
+                // The SACKed range begins inside this entry: its later part is looked at next.
+                self.split_at(sack_start);
+                i += 1;
+                continue;
+            }
+            if sack_end.lt(e.end) {
+                self.split_at(sack_end);
+            }
+            let e = self.log[i];
+            if e.end.le(sack_end) {
+                if e.lost {
+                    self.lost_bytes -= e.len();
                 }
-                None => {
-                    // A SACKed range may begin inside this entry: its later part is looked at next.
-                    if let Some(next) = sacked.next_sacked_start(e.start).filter(|s| s.lt(e.end)) {
-                        self.split_at(next);
-                    }
-                }
+                self.log[i].sacked = true;
+                self.log[i].lost = false;
+                self.delivered(now, &e);
             }
             i += 1;
+        }
+    }
+
+    /// After a second timeout the receiver's SACKs are no longer trusted (RFC 2018 section 8): nothing in the
+    /// log counts as delivered any more.
+    pub fn forget_sacks(&mut self) {
+        for e in self.log.iter_mut() {
+            e.sacked = false;
         }
     }
 
@@ -396,6 +417,26 @@ mod tests {
             r.on_recovery_end();
         }
         assert_eq!(r.reo_wnd_mult, 1);
+    }
+
+    /// A receiver SACKing every other byte cannot grow the log past its bound.
+    #[test]
+    fn hostile_sacks_cannot_grow_the_log_without_bound() {
+        let mut r = Rack::default();
+        r.on_sent(s(0), s(1_000_000), at(0), false);
+        for round in 0..200u32 {
+            let blocks: Vec<(u32, u32)> = (0..4)
+                .map(|k| {
+                    let b = (round * 4 + k) * 2 + 1;
+                    (b, b + 1)
+                })
+                .collect();
+            r.on_ack(at(1), s(0), &sacked(&blocks, 0));
+        }
+        for i in 0..10_000u32 {
+            r.on_ack(at(2), s(0), &sacked(&[(i * 4 + 1, i * 4 + 2)], 0));
+        }
+        assert!(r.entries() <= MAX_ENTRIES + 1, "{} entries", r.entries());
     }
 
     #[test]

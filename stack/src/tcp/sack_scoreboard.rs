@@ -65,6 +65,11 @@ impl Scoreboard {
         });
     }
 
+    /// The SACKed ranges, sorted and disjoint.
+    pub fn ranges(&self) -> &[(SeqNum, SeqNum)] {
+        &self.ranges
+    }
+
     /// The end of the highest SACKed range.
     pub fn highest(&self) -> Option<SeqNum> {
         self.ranges.last().map(|&(_, e)| e)

@@ -121,8 +121,9 @@ pub struct CongestionControl {
     /// `recover` as RFC 6582 keeps it after recovery ends, so that duplicate acknowledgments for data sent
     /// before the last loss do not start a second recovery ("the Fast Retransmit ... MUST NOT be entered").
     last_recover: Option<SeqNum>,
-    /// cwnd and ssthresh before the last reduction for a loss, to restore if the loss proves spurious.
-    prior: Option<(usize, usize)>,
+    /// cwnd and ssthresh before the last reduction for a loss, to restore if the loss proves spurious (kept in
+    /// 32 bits, like Linux's: no window reaches 4 GiB, and the TCB stays small).
+    prior: Option<(u32, u32)>,
     algorithm: Algorithm,
 }
 
@@ -204,6 +205,11 @@ impl CongestionControl {
         cwnd_limited: bool,
     ) -> AckAction {
         self.dup_acks = 0;
+        // Once SND.UNA passes the last `recover`, its rule has nothing left to guard; forgetting it keeps the
+        // modular comparison from wrapping 2 GiB later and refusing a recovery.
+        if self.last_recover.is_some_and(|r| !ack.lt(r)) {
+            self.last_recover = None;
+        }
         if let Some(recover) = self.recover {
             if !ack.lt(recover) {
                 // RFC 6582 section 3.2 step 3, full acknowledgment ("all of the data up to and including
@@ -265,7 +271,7 @@ impl CongestionControl {
         }
         // RFC 5681 step 4: the algorithm's multiplicative decrease sets ssthresh, then the window is inflated
         // by the three segments that left the network.
-        self.prior = Some((self.cwnd, self.ssthresh));
+        self.prior = Some((saturating_u32(self.cwnd), saturating_u32(self.ssthresh)));
         self.ssthresh = self.reduced_ssthresh(flight);
         self.cwnd = self.ssthresh.saturating_add(self.mss.saturating_mul(DUP_THRESHOLD as usize));
         self.recover = Some(snd_max);
@@ -280,7 +286,7 @@ impl CongestionControl {
         if self.recover.is_some() || self.last_recover.is_some_and(|r| snd_una.lt(r)) {
             return false;
         }
-        self.prior = Some((self.cwnd, self.ssthresh));
+        self.prior = Some((saturating_u32(self.cwnd), saturating_u32(self.ssthresh)));
         self.ssthresh = self.reduced_ssthresh(flight);
         self.cwnd = self.ssthresh;
         self.recover = Some(snd_max);
@@ -302,7 +308,9 @@ impl CongestionControl {
     /// as Linux's `tcp_undo_cwnd_reduction` restores them. False when there is nothing to undo.
     pub fn undo(&mut self) -> bool {
         let Some((cwnd, ssthresh)) = self.prior.take() else { return false };
-        self.cwnd = self.cwnd.max(cwnd);
+        // An ssthresh never set (usize::MAX) was kept as u32::MAX: it comes back as "never set".
+        let ssthresh = if ssthresh == u32::MAX { usize::MAX } else { ssthresh as usize };
+        self.cwnd = self.cwnd.max(cwnd as usize);
         self.ssthresh = self.ssthresh.max(ssthresh);
         true
     }
@@ -334,6 +342,11 @@ impl CongestionControl {
             Algorithm::Cubic(c) => c.on_loss(self.cwnd, flight, self.mss),
         }
     }
+}
+
+/// `n` in 32 bits, capped.
+fn saturating_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// RFC 6928 section 2: IW = min(10*MSS, max(2*MSS, 14600)) for IW10; fewer segments are taken as given.
@@ -412,7 +425,9 @@ mod tests {
         assert_eq!(cc.cwnd(), MSS.max(cc.ssthresh().min(MSS)), "deflated to min(ssthresh, flight + MSS)");
     }
 
-    /// RFC 6582 section 3.2 step 2 holds for every algorithm: the recovery machinery is shared.
+    /// RFC 6582 section 3.2 step 2 holds for every algorithm (the recovery machinery is shared): after a
+    /// timeout, duplicate ACKs for data sent before it start no recovery; once SND.UNA passes that point they
+    /// may again, however far the sequence numbers have moved on.
     #[test]
     fn no_second_recovery_for_the_same_window() {
         for alg in [CongestionAlgorithm::Reno, CongestionAlgorithm::Cubic] {
@@ -421,10 +436,14 @@ mod tests {
             for _ in 0..3 {
                 cc.on_dup_ack(10 * MSS, max, SeqNum(0));
             }
-            ack(&mut cc, 10_001, 10 * MSS, 10 * MSS, true);
+            cc.on_timeout(10 * MSS, max);
             for _ in 0..3 {
                 assert_eq!(cc.on_dup_ack(MSS, max, SeqNum(5_000)), DupAckAction::None, "{alg:?}");
             }
+            assert!(!cc.enter_recovery(MSS, max, SeqNum(5_000)), "{alg:?}");
+            ack(&mut cc, 10_000, 5_000, 5_000, true);
+            let far = SeqNum(10_000u32.wrapping_add(3 << 30));
+            assert!(cc.enter_recovery(MSS, far + 1000, far), "{alg:?}: 3 GiB later the old point is forgotten");
         }
     }
 
