@@ -334,6 +334,36 @@ fn bulk_both_ways_with_tap_segmentation_offload() {
     assert!(sent > 0, "ustack sent no super-segment");
 }
 
+/// The kernel's `Tcp:` counter `name` in the peer's namespace (from `/proc/net/snmp`, read inside it).
+fn kernel_tcp_counter(peer: &KernelPeer, name: &str) -> u64 {
+    let out = peer.namespace().exec("cat", &["/proc/net/snmp"]).expect("read /proc/net/snmp in the namespace");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().unwrap_or_default(), tcp.next().unwrap_or_default());
+    let i = names.split_whitespace().position(|n| n == name).unwrap_or_else(|| panic!("no Tcp counter {name}"));
+    values.split_whitespace().nth(i).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no value for {name}"))
+}
+
+/// The benchmark target "receiving over AF_PACKET, kernel retransmissions < 1% of segments": the socket's
+/// receive queue must hold more than the window ustack offers, or a burst at veth speed overflows it and
+/// every dropped frame is a retransmission for the kernel.
+#[test]
+fn bulk_over_af_packet_costs_the_kernel_few_retransmissions() {
+    if skip_without_kernel_peer("bulk_over_af_packet_costs_the_kernel_few_retransmissions") {
+        return;
+    }
+    let peer = KernelPeer::af_packet(None).unwrap_or_else(|e| panic!("cannot start a kernel peer over AF_PACKET: {e}"));
+    let bytes = bulk_bytes();
+    let (sent0, retrans0) = (kernel_tcp_counter(&peer, "OutSegs"), kernel_tcp_counter(&peer, "RetransSegs"));
+    let t = kernel_to_ustack(&peer, 5021, bytes, 0xaf_0001);
+    t.report("kernel -> ustack over AF_PACKET");
+    t.check("kernel -> ustack over AF_PACKET", bytes, &peer.counters_dump());
+    let sent = kernel_tcp_counter(&peer, "OutSegs") - sent0;
+    let retrans = kernel_tcp_counter(&peer, "RetransSegs") - retrans0;
+    println!("kernel: {sent} segments sent, {retrans} retransmitted");
+    assert!(retrans * 100 < sent, "{retrans} of {sent} segments retransmitted\n{}", peer.counters_dump());
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // 3. Many concurrent connections through a ustack echo server
 // ---------------------------------------------------------------------------------------------------------------

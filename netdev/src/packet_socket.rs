@@ -90,6 +90,7 @@ impl PacketSocket {
         if let Err(err) = setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &on) {
             tracing::debug!(%err, "PACKET_IGNORE_OUTGOING unavailable; filtering by packet type");
         }
+        size_queues(&fd);
 
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -240,6 +241,24 @@ impl PacketSocket {
             }
         }
         Ok(sent)
+    }
+}
+
+/// Socket queue size asked for, each way. The default (net.core.rmem_default, about 208 KiB of kernel memory,
+/// some 90 full-sized frames once each frame's overhead counts) is smaller than the window a TCP peer of the
+/// stack may fill at once: a burst at veth speed then overflows the queue, and every dropped frame costs the
+/// peer a retransmission (5% of segments in a 200 MB transfer from the kernel). 8 MiB holds thousands.
+const QUEUE_BYTES: libc::c_int = 8 << 20;
+
+/// Sizes the socket's receive and send queues: with `SO_*BUFFORCE` (CAP_NET_ADMIN) past the sysctl limits,
+/// else as far as `SO_*BUF` allows. A refusal only costs speed, so it is logged, not returned.
+fn size_queues(fd: &OwnedFd) {
+    for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+        if setsockopt(fd, libc::SOL_SOCKET, force, &QUEUE_BYTES).is_err() {
+            if let Err(err) = setsockopt(fd, libc::SOL_SOCKET, plain, &QUEUE_BYTES) {
+                tracing::debug!(%err, "cannot size the packet socket's queues");
+            }
+        }
     }
 }
 
