@@ -158,6 +158,9 @@ impl Connection {
             self.tlp_retrans = true;
         }
         counters.loss_probes += 1;
+        // A DSACK of this probe must not complete the undo of an older recovery.
+        self.undo_retrans = 0;
+        self.cc.forget_undo();
         self.tlp_end = Some(self.snd_max);
         self.arm_rto(now);
         true

@@ -180,6 +180,11 @@ impl Cubic {
         reduced_ssthresh(flight, mss)
     }
 
+    /// Starts the curve over at the next acknowledgment (after an undo restored the window, or an MSS change).
+    pub(super) fn restart_epoch(&mut self) {
+        self.end_epoch();
+    }
+
     fn end_epoch(&mut self) {
         self.epoch = None;
         self.app_limited_since = None;

@@ -124,6 +124,12 @@ pub struct CongestionControl {
     /// cwnd and ssthresh before the last reduction for a loss, to restore if the loss proves spurious (kept in
     /// 32 bits, like Linux's: no window reaches 4 GiB, and the TCB stays small).
     prior: Option<(u32, u32)>,
+    /// The recovery in progress was started by RACK on a SACK connection (`enter_recovery`), not by duplicate
+    /// ACKs: the window is ssthresh throughout (RFC 6675), with no NewReno inflation or deflation.
+    sack_recovery: bool,
+    /// Slow start after a retransmission timeout, until ssthresh: RFC 3465 section 2.3 takes one MSS per ACK
+    /// there, since cumulative ACKs then jump over data the receiver already held.
+    after_timeout: bool,
     algorithm: Algorithm,
 }
 
@@ -140,6 +146,8 @@ impl CongestionControl {
             recover: None,
             last_recover: None,
             prior: None,
+            sack_recovery: false,
+            after_timeout: false,
             algorithm: Algorithm::new(algorithm),
         }
     }
@@ -180,6 +188,10 @@ impl CongestionControl {
     /// A smaller MSS learned later (path MTU); windows keep their byte values.
     pub fn set_mss(&mut self, mss: usize) {
         self.mss = mss.max(1);
+        // CUBIC's K was computed in units of the old MSS: its curve starts over.
+        if let Algorithm::Cubic(c) = &mut self.algorithm {
+            c.restart_epoch();
+        }
     }
 
     pub fn in_recovery(&self) -> bool {
@@ -214,11 +226,19 @@ impl CongestionControl {
             if !ack.lt(recover) {
                 // RFC 6582 section 3.2 step 3, full acknowledgment ("all of the data up to and including
                 // recover", so up to SND.MAX at the loss): deflate to min(ssthresh, FlightSize + MSS) and leave
-                // recovery.
+                // recovery. A SACK recovery ends at ssthresh (RFC 6675 section 5, Linux's
+                // tcp_end_cwnd_reduction): it never inflated.
                 let remaining = flight.saturating_sub(acked);
-                self.cwnd = self.ssthresh.min(remaining.saturating_add(self.mss)).max(self.mss);
+                self.cwnd = if self.sack_recovery {
+                    self.ssthresh
+                } else {
+                    self.ssthresh.min(remaining.saturating_add(self.mss)).max(self.mss)
+                };
                 self.recover = None;
                 return AckAction::None;
+            }
+            if self.sack_recovery {
+                return AckAction::RetransmitNext;
             }
             // Partial acknowledgment: deflate by the amount acknowledged, add back one MSS if at least one
             // MSS was acknowledged, and retransmit the next hole.
@@ -239,9 +259,12 @@ impl CongestionControl {
             return AckAction::None;
         }
         let growth = if slow_start {
-            // Slow start (RFC 5681 section 3.1, equation 2) with appropriate byte counting (RFC 3465, L = 2),
-            // the same for every algorithm (RFC 9438 section 4.10).
-            acked.min(self.mss.saturating_mul(2))
+            // Slow start (RFC 5681 section 3.1), the same for every algorithm (RFC 9438 section 4.10), counting
+            // every byte acknowledged up to ssthresh as Linux's tcp_slow_start does, not RFC 3465's L = 2 MSS
+            // per ACK: receivers that coalesce (GRO on Linux, one ACK per receive batch here) send an ACK for
+            // dozens of segments, and capped at two per ACK slow start would grow slower than avoidance.
+            let cap = if self.after_timeout { self.mss } else { self.ssthresh.saturating_sub(self.cwnd).max(1) };
+            acked.min(cap)
         } else {
             match &mut self.algorithm {
                 Algorithm::Reno(r) => r.avoidance_growth(self.cwnd, self.mss, acked),
@@ -249,6 +272,9 @@ impl CongestionControl {
             }
         };
         self.cwnd = self.cwnd.saturating_add(growth);
+        if self.cwnd >= self.ssthresh {
+            self.after_timeout = false;
+        }
         AckAction::None
     }
 
@@ -272,6 +298,8 @@ impl CongestionControl {
         // RFC 5681 step 4: the algorithm's multiplicative decrease sets ssthresh, then the window is inflated
         // by the three segments that left the network.
         self.prior = Some((saturating_u32(self.cwnd), saturating_u32(self.ssthresh)));
+        self.sack_recovery = false;
+        self.after_timeout = false;
         self.ssthresh = self.reduced_ssthresh(flight);
         self.cwnd = self.ssthresh.saturating_add(self.mss.saturating_mul(DUP_THRESHOLD as usize));
         self.recover = Some(snd_max);
@@ -287,6 +315,8 @@ impl CongestionControl {
             return false;
         }
         self.prior = Some((saturating_u32(self.cwnd), saturating_u32(self.ssthresh)));
+        self.sack_recovery = true;
+        self.after_timeout = false;
         self.ssthresh = self.reduced_ssthresh(flight);
         self.cwnd = self.ssthresh;
         self.recover = Some(snd_max);
@@ -312,7 +342,19 @@ impl CongestionControl {
         let ssthresh = if ssthresh == u32::MAX { usize::MAX } else { ssthresh as usize };
         self.cwnd = self.cwnd.max(cwnd as usize);
         self.ssthresh = self.ssthresh.max(ssthresh);
+        // A recovery still running has nothing left to recover from, or its end would shrink the window again;
+        // CUBIC's curve, centred on the spurious loss, starts over from the restored window.
+        self.recover = None;
+        if let Algorithm::Cubic(c) = &mut self.algorithm {
+            c.restart_epoch();
+        }
         true
+    }
+
+    /// Forgets the window saved for an undo: a later duplicate report must not restore it (a spurious tail
+    /// probe long after the recovery, say).
+    pub fn forget_undo(&mut self) {
+        self.prior = None;
     }
 
     /// The retransmission timer expired (RFC 5681 section 3.1 equation 4 and "Loss Window"; RFC 9438 section
@@ -323,6 +365,7 @@ impl CongestionControl {
             Algorithm::Cubic(c) => c.on_timeout(self.cwnd, flight, self.mss),
         };
         self.cwnd = self.mss;
+        self.after_timeout = true;
         self.prior = None;
         self.dup_acks = 0;
         // RFC 6582 section 3.2 step 4: after a timeout, recover = highest sequence number transmitted.

@@ -22,6 +22,7 @@ impl Reno {
 
     /// RFC 5681 equation 4: ssthresh = max(FlightSize / 2, 2*SMSS) after a loss.
     pub(super) fn on_loss(&mut self, flight: usize, mss: usize) -> usize {
+        self.ca_acked = 0;
         (flight / 2).max(mss.saturating_mul(2))
     }
 
