@@ -743,6 +743,31 @@ fn shrinking_the_receive_buffer_forgets_data_parked_beyond_it() {
     assert_eq!(c.read(fd), Ok(pattern(1, 1000)));
 }
 
+/// RFC 5681 section 4.1: after sitting idle for longer than an RTO, a connection restarts from the initial
+/// window instead of bursting its old congestion window into a path it no longer knows.
+#[test]
+fn an_idle_connection_restarts_from_the_initial_window() {
+    let (mut c, fd) = established_with_rtt_20ms();
+    let start = 101;
+    c.write(fd, &app_bytes(30 * 1448));
+    let mut sent = 0u32;
+    for _ in 0..3 {
+        while let Some(s) = c.try_next() {
+            sent += s.len() as u32;
+        }
+        c.advance(20);
+        c.send(seg(ACK).seq(1).ack(start + sent));
+    }
+    assert_eq!(sent, 30 * 1448, "slow start grew the window past the initial ten segments");
+    c.advance(5_000);
+    c.write(fd, &app_bytes(40 * 1448));
+    let mut burst = 0;
+    while c.try_next().is_some() {
+        burst += 1;
+    }
+    assert_eq!(burst, 10, "the restart window: ten segments");
+}
+
 /// Four segments go out; the first is only late, not lost. Three SACKs make RACK resend it (no reordering
 /// seen yet, so no reordering window), and the recovery cuts the window. Returns the conversation, and the
 /// TSvals of the original first segment and of its retransmission.
