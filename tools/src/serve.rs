@@ -24,6 +24,10 @@ use ustack_netdev::Device;
 pub struct ServeArgs {
     #[command(flatten)]
     link: LinkArgs,
+    /// With --tap: checksum and TCP segmentation offload (virtio-net headers; the kernel and the stack exchange
+    /// TCP super-segments of up to 64 KiB).
+    #[arg(long, conflicts_with = "af_packet")]
+    offload: bool,
     /// The stack's address and prefix, e.g. 198.18.0.2/24.
     #[arg(long, value_name = "CIDR", value_parser = cli_util::parse_cidr)]
     ip: Ipv4Cidr,
@@ -69,10 +73,6 @@ struct LinkArgs {
     /// Run on this interface through an AF_PACKET socket (for example one end of a veth pair).
     #[arg(long = "af-packet", value_name = "IFNAME")]
     af_packet: Option<String>,
-    /// With --tap: checksum and TCP segmentation offload (virtio-net headers; the kernel and the stack exchange
-    /// TCP super-segments of up to 64 KiB).
-    #[arg(long, requires = "tap")]
-    offload: bool,
 }
 
 /// Runs the stack until Ctrl-C or SIGTERM, then stops it cleanly and prints its counters.
@@ -201,7 +201,7 @@ fn stack_config(args: &ServeArgs) -> Result<StackConfig, Failure> {
 fn open_link(args: &ServeArgs) -> Result<(Box<dyn Device>, String), Failure> {
     let (device, what): (Box<dyn Device>, String) = match (&args.link.tap, &args.link.af_packet) {
         (Some(name), _) => {
-            let offload = args.link.offload;
+            let offload = args.offload;
             let tap = in_namespace(args.netns.as_deref(), || open_tap(name, offload))?;
             let what = if offload { format!("TAP {name} with offloads") } else { format!("TAP {name}") };
             (Box::new(tap), what)

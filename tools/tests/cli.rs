@@ -74,6 +74,12 @@ fn bad_arguments_are_refused_with_the_reason() {
     let out = ustack(&["serve", "--tap", "x", "--af-packet", "y", "--ip", "198.18.0.2/24"]);
     assert_eq!(out.status.code(), Some(2));
 
+    let out = ustack(&["serve", "--af-packet", "y", "--offload", "--ip", "198.18.0.2/24"]);
+    assert_eq!(out.status.code(), Some(2), "--offload is for a TAP: {}", text(&out.stderr));
+    // With a TAP it is accepted: parsing gets as far as checking the gateway.
+    let out = ustack(&["serve", "--tap", "x", "--offload", "--ip", "198.18.0.2/24", "--gateway", "198.19.0.1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+
     let out = ustack(&["serve", "--tap", "x", "--ip", "198.18.0.2/24", "--gateway", "198.19.0.1"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
