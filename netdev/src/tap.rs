@@ -119,7 +119,7 @@ impl Tap {
     /// marked trusted and the stack skips verifying it ([`FrameBatch::mark_checksum_trusted`]) — one pass over
     /// up to 64 KiB saved twice. A super-segment needs nothing else: its IP header already counts all of its
     /// bytes.
-    fn complete_offloads(&mut self, header: &VnetHeader, batch: &mut FrameBatch) {
+    fn note_offloads(&mut self, header: &VnetHeader, batch: &mut FrameBatch) {
         let Some(last) = batch.len().checked_sub(1) else { return };
         if header.gso_type != vnet::GSO_NONE {
             self.stats.super_segments_received += 1;
@@ -202,7 +202,7 @@ impl Device for Tap {
             batch.commit(len);
             received += 1;
             if self.offloads {
-                self.complete_offloads(&VnetHeader::parse(&header), batch);
+                self.note_offloads(&VnetHeader::parse(&header), batch);
             }
         }
         self.stats.received += received as u64;

@@ -403,8 +403,9 @@ impl Connection {
                 self.recovery_rexmit_bytes = 0;
             }
         }
-        self.rack_on_ack(now, seg, advanced, ctx.counters);
-        self.undo_if_spurious(seg, was_recovering, ctx.counters);
+        let dsack = super::loss_detection::carries_dsack(seg);
+        self.rack_on_ack(now, seg, advanced, dsack, ctx.counters);
+        self.undo_if_spurious(seg, was_recovering, dsack, ctx.counters);
         // Update the send window if this segment is newer than the one that last set it (SND.WL1/SND.WL2, RFC
         // 9293 section 3.10.7.4). A segment no newer by sequence or acknowledgment may only grow the window (or
         // close it): a reordered older duplicate must not shrink it (Linux's tcp_may_update_window).

@@ -19,14 +19,20 @@ const INITIAL_PTO: Duration = Duration::from_secs(1);
 const MIN_PTO: Duration = Duration::from_millis(10);
 
 impl Connection {
-    /// RACK and TLP after an acceptable ACK `seg` (`advanced`: it moved SND.UNA). RFC 8985 section 6.2 steps
-    /// 1 to 5, then section 7.4's check of the probe in flight.
-    pub(crate) fn rack_on_ack(&mut self, now: Instant, seg: &TcpHeader, advanced: bool, counters: &mut TcpCounters) {
+    /// RACK and TLP after an acceptable ACK `seg` (`advanced`: it moved SND.UNA; `dsack`: its first SACK block
+    /// reports a duplicate). RFC 8985 section 6.2 steps 1 to 5, then section 7.4's check of the probe in flight.
+    pub(crate) fn rack_on_ack(
+        &mut self,
+        now: Instant,
+        seg: &TcpHeader,
+        advanced: bool,
+        dsack: bool,
+        counters: &mut TcpCounters,
+    ) {
         if !self.negotiated.sack_ok {
             return;
         }
         self.rack.on_ack(now, self.snd_una, &self.sacked);
-        let dsack = carries_dsack(seg);
         if dsack {
             self.rack.on_dsack(self.snd_una, self.snd_nxt);
         }
@@ -207,11 +213,17 @@ impl Connection {
     /// `tcp_try_undo_recovery` and `tcp_try_undo_dsack`): when the recovery ends with an ACK echoing a
     /// timestamp older than its first retransmission (RFC 3522 section 3.2: the ACK answers an original), or
     /// when a DSACK has reported every retransmission as a duplicate (RFC 2883 section 5).
-    pub(crate) fn undo_if_spurious(&mut self, seg: &TcpHeader, was_recovering: bool, counters: &mut TcpCounters) {
+    pub(crate) fn undo_if_spurious(
+        &mut self,
+        seg: &TcpHeader,
+        was_recovering: bool,
+        dsack: bool,
+        counters: &mut TcpCounters,
+    ) {
         // Only a DSACK of bytes this recovery could have resent counts (Linux's undo_marker): not one for a
         // duplicate of older data, nor from a peer that never agreed to SACK.
         let dsack_of_recovery = self.negotiated.sack_ok
-            && carries_dsack(seg)
+            && dsack
             && seg.options.sack_blocks().first().is_some_and(|&(start, _)| !start.lt(self.undo_marker));
         if dsack_of_recovery && self.undo_retrans > 0 {
             self.undo_retrans -= 1;
@@ -233,7 +245,7 @@ impl Connection {
 
 /// An ACK whose first SACK block reports a duplicate (RFC 2883 section 4): it lies below the cumulative ACK,
 /// or inside the second block.
-fn carries_dsack(seg: &TcpHeader) -> bool {
+pub(crate) fn carries_dsack(seg: &TcpHeader) -> bool {
     let blocks = seg.options.sack_blocks();
     let Some(&(start, end)) = blocks.first() else { return false };
     if !seg.ack.lt(end) {

@@ -389,7 +389,7 @@ impl Connection {
     }
 
     /// The most payload a segment ever carries without segmentation offload: the MSS with no SACK blocks
-    /// (cheaper than [`Connection::data_mss`], for tests that only need the bound).
+    /// (cheaper than [`Connection::data_mss`], where only this bound matters).
     pub(crate) fn largest_segment(&self) -> usize {
         let ts_len = if self.negotiated.ts.is_some() { TIMESTAMP_OPTION_LEN } else { 0 };
         self.negotiated.send_mss + ts_len

@@ -1,6 +1,6 @@
 //! The sender's record of what the peer has selectively acknowledged (RFC 2018, RFC 6675 section 2's
-//! "scoreboard"): SACKed ranges above SND.UNA, so that loss recovery retransmits only the holes and a
-//! retransmission after a timeout skips what the receiver already holds.
+//! "scoreboard"): SACKed ranges above SND.UNA, from which RACK learns what was delivered (`rack.rs`), and
+//! which a retransmission after a timeout skips.
 
 use super::seq::SeqNum;
 
@@ -70,11 +70,6 @@ impl Scoreboard {
         &self.ranges
     }
 
-    /// The end of the highest SACKed range.
-    pub fn highest(&self) -> Option<SeqNum> {
-        self.ranges.last().map(|&(_, e)| e)
-    }
-
     /// Bytes SACKed in all.
     pub fn sacked_bytes(&self) -> usize {
         self.ranges.iter().map(|&(s, e)| e.since(s)).sum()
@@ -104,24 +99,6 @@ impl Scoreboard {
     pub fn next_sacked_start(&self, seq: SeqNum) -> Option<SeqNum> {
         self.ranges.iter().map(|&(s, _)| s).find(|s| s.gt(seq))
     }
-
-    /// The first hole at or after `from` and below the highest SACKed byte: bytes the peer does not hold
-    /// although it holds later ones — presumed lost (RFC 6675 section 4's IsLost, simplified: any SACKed data
-    /// above a hole marks it). Returns the hole's start and length.
-    pub fn next_hole(&self, from: SeqNum) -> Option<(SeqNum, usize)> {
-        let highest = self.highest()?;
-        let mut seq = from;
-        for &(s, e) in &self.ranges {
-            if seq.lt(s) {
-                return Some((seq, s.since(seq)));
-            }
-            if seq.lt(e) {
-                seq = e;
-            }
-        }
-        let _ = highest;
-        None
-    }
 }
 
 #[cfg(test)]
@@ -133,17 +110,15 @@ mod tests {
     }
 
     #[test]
-    fn merges_and_finds_holes() {
+    fn merges_touching_blocks_and_keeps_ranges_sorted() {
         let mut sb = Scoreboard::default();
         sb.update(s(1000), s(10_000), &[(s(3000), s(4000)), (s(5000), s(6000))]);
         sb.update(s(1000), s(10_000), &[(s(4000), s(5000))]);
         assert_eq!(sb.ranges, vec![(s(3000), s(6000))], "touching blocks merge");
-        assert_eq!(sb.next_hole(s(1000)), Some((s(1000), 2000)));
-        assert_eq!(sb.next_hole(s(3000)), None, "nothing lost above the highest SACK");
         sb.update(s(1000), s(10_000), &[(s(7000), s(8000))]);
-        assert_eq!(sb.next_hole(s(3500)), Some((s(6000), 1000)));
+        assert_eq!(sb.ranges(), &[(s(3000), s(6000)), (s(7000), s(8000))], "a hole between them stays open");
+        assert_eq!(sb.next_sacked_start(s(6500)), Some(s(7000)));
         assert_eq!(sb.sacked_bytes(), 4000);
-        assert_eq!(sb.highest(), Some(s(8000)));
         assert_eq!(sb.sacked_range_at(s(7500)), Some((s(7000), s(8000))));
     }
 
@@ -164,7 +139,8 @@ mod tests {
         let mut sb = Scoreboard::default();
         let una = s(u32::MAX - 1000);
         sb.update(una, una + 5000, &[(una + 2000, una + 3000)]);
-        assert_eq!(sb.next_hole(una), Some((una, 2000)));
+        assert_eq!(sb.ranges(), &[(una + 2000, una + 3000)], "a block past zero is in the window");
+        assert_eq!(sb.next_sacked_start(una), Some(una + 2000));
     }
 
     #[test]
