@@ -14,11 +14,42 @@ pub fn add(sum: u64, data: &[u8]) -> u64 {
     let mut blocks = data.chunks_exact(32);
     let mut lanes = [0u64; 8];
     for block in &mut blocks {
-        for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(4)) {
-            *lane += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-        }
+        add_block(&mut lanes, block);
     }
-    let mut words = blocks.remainder().chunks_exact(4);
+    finish(sum, &lanes, blocks.remainder())
+}
+
+/// Copies `src` into `dst` (of the same length) and adds `src` to a running sum, as [`add`] does, in one
+/// pass: each block is summed while it is in registers for the copy, so a payload headed for the wire is
+/// read once, not once to copy and again to checksum (the idea of Linux's `csum_partial_copy`).
+///
+/// # Panics
+/// When the lengths differ, as `copy_from_slice` does.
+pub fn copy_and_add(sum: u64, dst: &mut [u8], src: &[u8]) -> u64 {
+    assert_eq!(dst.len(), src.len(), "copy_and_add needs equal lengths");
+    let mut dst_blocks = dst.chunks_exact_mut(32);
+    let mut src_blocks = src.chunks_exact(32);
+    let mut lanes = [0u64; 8];
+    for (d, s) in (&mut dst_blocks).zip(&mut src_blocks) {
+        d.copy_from_slice(s);
+        add_block(&mut lanes, s);
+    }
+    let rest = src_blocks.remainder();
+    dst_blocks.into_remainder().copy_from_slice(rest);
+    finish(sum, &lanes, rest)
+}
+
+/// Adds one 32-byte block to eight native-endian 32-bit lanes.
+#[inline(always)]
+fn add_block(lanes: &mut [u64; 8], block: &[u8]) {
+    for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(4)) {
+        *lane += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+    }
+}
+
+/// Adds the lanes and the bytes after the last whole block (`rest`, under 32 bytes) to `sum`.
+fn finish(sum: u64, lanes: &[u64; 8], rest: &[u8]) -> u64 {
+    let mut words = rest.chunks_exact(4);
     let tail: u64 = (&mut words).map(|w| u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))).sum();
     let acc = lanes.iter().sum::<u64>() + tail;
     // Fold the native sum to 16 bits, keeping end-around carries, then read it as big-endian.
@@ -36,6 +67,12 @@ pub fn add(sum: u64, data: &[u8]) -> u64 {
         sum += u64::from(*last) << 8;
     }
     sum
+}
+
+/// `add` for data that starts at an odd offset of the checksummed whole: RFC 1071 section 2(B) says its sum
+/// is the even-offset sum with the two bytes of each word swapped.
+pub fn add_at_odd_offset(sum: u64, partial: u64) -> u64 {
+    sum + u64::from(fold(partial).swap_bytes())
 }
 
 /// Folds a running sum into 16 bits.

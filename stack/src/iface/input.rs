@@ -64,8 +64,7 @@ impl Stack {
             self.receive(now, frame, tx);
         }
         self.rx_checksum_trusted = false;
-        self.tcp.end_batch(now);
-        self.flush_tcp(now, tx);
+        self.end_tcp_batch(now, tx);
     }
 
     /// RFC 826 "Packet Reception", in order: update an existing entry for the sender (merge), then if the

@@ -270,6 +270,6 @@ impl Stack {
     }
 
     pub(crate) fn is_broadcast(&self, ip: Ipv4Addr) -> bool {
-        ip.is_broadcast() || Some(ip) == self.config.ipv4.broadcast()
+        self.config.is_broadcast(ip)
     }
 }

@@ -37,11 +37,11 @@ pub(crate) struct IpSend {
     pub never_fragment: bool,
 }
 
-impl Stack {
+impl super::StackConfig {
     /// Chooses the next hop for `dst` (a host's routing, RFC 1122 section 3.3.1: on-link destinations are
     /// sent to directly, others to the default gateway).
     pub(crate) fn route(&self, dst: Ipv4Addr) -> SysResult<NextHop> {
-        if dst == self.config.ipv4.addr || dst.is_loopback() {
+        if dst == self.ipv4.addr || dst.is_loopback() {
             return Ok(NextHop::Local);
         }
         if self.is_broadcast(dst) {
@@ -50,10 +50,21 @@ impl Stack {
         if dst.is_unspecified() || dst.is_multicast() {
             return Err(Errno::ENETUNREACH);
         }
-        if self.config.ipv4.contains(dst) {
+        if self.ipv4.contains(dst) {
             return Ok(NextHop::Neighbor(dst));
         }
-        self.config.gateway.map(NextHop::Neighbor).ok_or(Errno::ENETUNREACH)
+        self.gateway.map(NextHop::Neighbor).ok_or(Errno::ENETUNREACH)
+    }
+
+    /// The limited broadcast address or our subnet's.
+    pub(crate) fn is_broadcast(&self, ip: Ipv4Addr) -> bool {
+        ip.is_broadcast() || Some(ip) == self.ipv4.broadcast()
+    }
+}
+
+impl Stack {
+    pub(crate) fn route(&self, dst: Ipv4Addr) -> SysResult<NextHop> {
+        self.config.route(dst)
     }
 
     /// Sends `payload` (a whole transport segment) in an IPv4 datagram from our address.

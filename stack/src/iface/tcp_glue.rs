@@ -1,12 +1,16 @@
 //! Where the IP layer meets TCP: segments in (checksum, demultiplexing), segments out (through IP), ICMP
 //! errors about TCP segments (RFC 5927), and the TCP timers.
 
-use super::output::IpSend;
-use super::{FrameSink, Stack};
+use super::counters::Counters;
+use super::neighbor::NeighborCache;
+use super::output::{IpSend, NextHop};
+use super::{FrameSink, Stack, StackConfig};
 use crate::errno::Errno;
 use crate::tcp::connection::{Outcome, State};
 use crate::tcp::layer::Demuxed;
+use crate::tcp::segment::{OutSegment, SegmentOut};
 use crate::time::Instant;
+use crate::wire::ethernet::{self, ethertype};
 use crate::wire::ip_proto;
 use crate::wire::ipv4::{Ipv4Header, MIN_HEADER_LEN};
 use crate::wire::tcp::{TcpHeader, MIN_HEADER_LEN as TCP_MIN_HEADER_LEN};
@@ -63,9 +67,22 @@ impl Stack {
         self.tcp.out = out;
     }
 
-    /// TCP timers and output queued by socket calls.
+    /// TCP timers and output queued by socket calls. Segments a socket call built whole (the RST of an
+    /// abortive close) go first; connections then write theirs straight into frames.
     pub(crate) fn poll_tcp(&mut self, now: Instant, tx: &mut dyn FrameSink) {
-        self.tcp.poll(now);
+        self.flush_tcp(now, tx);
+        let mut frames =
+            TcpFrameWriter::new(&self.config, &self.neighbors, &mut self.counters, &mut self.next_ident, tx);
+        self.tcp.poll(now, &mut frames);
+        self.flush_tcp(now, tx);
+    }
+
+    /// The end of a receive batch: the connections it touched send, straight into frames.
+    pub(crate) fn end_tcp_batch(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        self.flush_tcp(now, tx);
+        let mut frames =
+            TcpFrameWriter::new(&self.config, &self.neighbors, &mut self.counters, &mut self.next_ident, tx);
+        self.tcp.end_batch(now, &mut frames);
         self.flush_tcp(now, tx);
     }
 
@@ -106,5 +123,68 @@ impl Stack {
         } else {
             conn.soft_error = Some(errno);
         }
+    }
+}
+
+/// Writes TCP segments straight into device frames, behind the Ethernet and IPv4 headers, so that a
+/// segment's payload is copied once, from the send buffer to the frame (and summed on the way). It takes the
+/// common case only — a neighbour whose hardware address is known, a segment that fits the MTU or that the
+/// device cuts — and declines the rest (loopback, a next hop still being resolved), which then take the
+/// general path through [`Stack::send_ipv4`] with the same result.
+pub(crate) struct TcpFrameWriter<'a> {
+    config: &'a StackConfig,
+    neighbors: &'a NeighborCache,
+    counters: &'a mut Counters,
+    next_ident: &'a mut u16,
+    tx: &'a mut dyn FrameSink,
+}
+
+impl<'a> TcpFrameWriter<'a> {
+    pub(crate) fn new(
+        config: &'a StackConfig,
+        neighbors: &'a NeighborCache,
+        counters: &'a mut Counters,
+        next_ident: &'a mut u16,
+        tx: &'a mut dyn FrameSink,
+    ) -> Self {
+        TcpFrameWriter { config, neighbors, counters, next_ident, tx }
+    }
+}
+
+impl SegmentOut for TcpFrameWriter<'_> {
+    fn push(&mut self, segment: &OutSegment<'_>) -> bool {
+        let dst = *segment.remote.ip();
+        let Ok(NextHop::Neighbor(hop)) = self.config.route(dst) else { return false };
+        let Some(mac) = self.neighbors.lookup(hop) else { return false };
+        let ip_len = MIN_HEADER_LEN + segment.len();
+        // A super-segment over the MTU is the device's to cut (segmentation offload); see `emit_frames`.
+        if ip_len > self.config.mtu && ip_len > self.config.tcp.gso_max_size {
+            return false;
+        }
+        // What `send_ipv4` and `emit_one` do for a TCP segment, in place.
+        self.counters.ip.out_requests += 1;
+        *self.next_ident = self.next_ident.wrapping_add(1);
+        let Some(frame) = self.tx.frame(ethernet::HEADER_LEN + ip_len) else {
+            self.counters.link.out_dropped += 1;
+            self.counters.ip.out_discards += 1;
+            return true;
+        };
+        let mut ip = Ipv4Header::new(
+            self.config.ipv4.addr,
+            dst,
+            ip_proto::TCP,
+            segment.ttl.unwrap_or(self.config.ttl),
+            segment.len(),
+        );
+        ip.ident = *self.next_ident;
+        ip.tos = segment.tos;
+        // TCP always sets DF: its segments are sized to the path MTU.
+        ip.dont_fragment = true;
+        ethernet::write_header(frame, mac, self.config.mac, ethertype::IPV4);
+        let (headers, tcp) = frame.split_at_mut(ethernet::HEADER_LEN + MIN_HEADER_LEN);
+        ip.emit(&mut headers[ethernet::HEADER_LEN..]);
+        segment.emit(tcp);
+        self.counters.link.out_frames += 1;
+        true
     }
 }

@@ -13,7 +13,7 @@ use super::input::InputContext;
 use super::isn::{siphash24, IsnGenerator};
 use super::listener::{HalfOpen, Listener};
 use super::ports::{Binding, Owner, TcpPorts};
-use super::segment::SegmentBuf;
+use super::segment::{OutSegment, SegmentBuf, SegmentOut, WithFallback};
 use super::seq::SeqNum;
 use super::time_wait::{TimeWait, TimeWaitVerdict};
 use crate::iface::counters::TcpCounters;
@@ -325,14 +325,22 @@ impl TcpLayer {
     /// ACKs of a batch release data in one burst instead of frame by frame. RFC 9293 section 3.8.6.3 asks for
     /// an ACK at least every second full-sized segment; within a batch each such ACK would be superseded
     /// before it left, since nothing reaches the peer until the batch's output is flushed.
-    pub fn end_batch(&mut self, now: Instant) {
+    pub fn end_batch(&mut self, now: Instant, out: &mut dyn SegmentOut) {
         self.batching = false;
+        self.transmit_ready(now, out);
+    }
+
+    /// Every connection with output pending sends it to `out` (segments `out` declines go to `self.out`).
+    fn transmit_ready(&mut self, now: Instant, out: &mut dyn SegmentOut) {
         while let Some(k) = self.ready.pop_front() {
-            self.transmit(now, k);
+            let Some(conn) = self.conns.get_mut(k) else { continue };
+            let mut out = WithFallback { first: &mut *out, fallback: &mut self.out };
+            conn.transmit(now, &self.config, &mut out, &mut self.counters);
+            self.reschedule(k);
         }
     }
 
-    /// Sends what connection `k` has to send and re-arms its timer.
+    /// Sends what connection `k` has to send, built into `self.out`, and re-arms its timer.
     pub fn transmit(&mut self, now: Instant, k: SlabKey) {
         let Some(conn) = self.conns.get_mut(k) else { return };
         conn.transmit(now, &self.config, &mut self.out, &mut self.counters);
@@ -459,7 +467,7 @@ impl TcpLayer {
                     urgent: 0,
                     options,
                 };
-                self.out.push(tw.local, tw.remote, &header, (&[], &[]), false);
+                self.out.push(&OutSegment::bare(tw.local, tw.remote, &header));
                 self.counters.out_segs += 1;
                 if restart {
                     let deadline = now + self.config.msl * 2;
@@ -584,7 +592,7 @@ impl TcpLayer {
             urgent: 0,
             options: syn_ack_options(&h.negotiated, tsval),
         };
-        self.out.push(h.local, h.remote, &header, (&[], &[]), false);
+        self.out.push(&OutSegment::bare(h.local, h.remote, &header));
         self.counters.out_segs += 1;
         if h.retries > 0 {
             self.counters.retrans_segs += 1;
@@ -731,7 +739,7 @@ impl TcpLayer {
             urgent: 0,
             options: TcpOptions::default(),
         };
-        self.out.push(local, remote, &header, (&[], &[]), false);
+        self.out.push(&OutSegment::bare(local, remote, &header));
         self.counters.out_segs += 1;
         self.counters.out_rsts += 1;
     }
@@ -740,10 +748,12 @@ impl TcpLayer {
     // Timers and output.
 
     /// Runs every timer due at `now` and flushes connections with pending output.
-    pub fn poll(&mut self, now: Instant) {
+    pub fn poll(&mut self, now: Instant, out: &mut dyn SegmentOut) {
         let mut expired = std::mem::take(&mut self.expired);
         expired.clear();
         self.timers.expire(now, &mut expired);
+        // What the timers make connections send goes out below with the rest, once per connection.
+        self.batching = true;
         for key in expired.drain(..) {
             match key {
                 TimerKey::Conn(k) => {
@@ -763,10 +773,9 @@ impl TcpLayer {
                 }
             }
         }
+        self.batching = false;
         self.expired = expired;
-        while let Some(k) = self.ready.pop_front() {
-            self.transmit(now, k);
-        }
+        self.transmit_ready(now, out);
     }
 
     /// A SYN-ACK went unanswered: resend it with the timeout doubled, or give up after `synack_retries`.

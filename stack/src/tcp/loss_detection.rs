@@ -5,7 +5,7 @@
 //! Both need SACK; without it the connection keeps to duplicate ACKs, NewReno and the timer.
 
 use super::connection::Connection;
-use super::segment::SegmentBuf;
+use super::segment::SegmentOut;
 use super::seq::SeqNum;
 use crate::iface::counters::TcpCounters;
 use crate::time::{Duration, Instant};
@@ -72,7 +72,12 @@ impl Connection {
 
     /// During recovery, resends the bytes RACK marked lost, in sequence order, while the window allows (RFC
     /// 8985 section 6.3 with RFC 6675 section 5's pacing by the pipe).
-    pub(crate) fn retransmit_lost(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
+    pub(crate) fn retransmit_lost(
+        &mut self,
+        now: Instant,
+        out: &mut dyn SegmentOut,
+        counters: &mut TcpCounters,
+    ) -> bool {
         if !self.cc.in_recovery() {
             return false;
         }
@@ -140,7 +145,12 @@ impl Connection {
     /// The probe itself (RFC 8985 section 7.3): one segment of new data if the peer's window takes it (the
     /// congestion window does not apply), else the last segment sent again. The retransmission timer then
     /// restarts, and no other probe goes out until this one is answered.
-    pub(crate) fn send_loss_probe(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
+    pub(crate) fn send_loss_probe(
+        &mut self,
+        now: Instant,
+        out: &mut dyn SegmentOut,
+        counters: &mut TcpCounters,
+    ) -> bool {
         let mss = self.data_mss();
         let unsent = self.unsent();
         let by_flow = self.snd_wnd.saturating_sub(self.in_flight());

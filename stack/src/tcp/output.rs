@@ -5,7 +5,7 @@
 use super::config::TcpConfig;
 use super::connection::{Connection, State};
 use super::handshake::{syn_ack_options, syn_options, syn_window, TIMESTAMP_OPTION_LEN};
-use super::segment::SegmentBuf;
+use super::segment::{OutSegment, SegmentOut};
 use super::seq::SeqNum;
 use crate::iface::counters::TcpCounters;
 use crate::time::Instant;
@@ -13,7 +13,7 @@ use crate::wire::tcp::{TcpFlags, TcpHeader, TcpOptions, MAX_SACK_BLOCKS};
 
 impl Connection {
     /// Builds every segment the connection should send now into `out`.
-    pub fn transmit(&mut self, now: Instant, config: &TcpConfig, out: &mut SegmentBuf, counters: &mut TcpCounters) {
+    pub fn transmit(&mut self, now: Instant, config: &TcpConfig, out: &mut dyn SegmentOut, counters: &mut TcpCounters) {
         match self.state {
             State::SynSent => self.send_syn(now, config, out, counters, false),
             State::SynReceived => self.send_syn(now, config, out, counters, true),
@@ -33,7 +33,7 @@ impl Connection {
         &mut self,
         now: Instant,
         config: &TcpConfig,
-        out: &mut SegmentBuf,
+        out: &mut dyn SegmentOut,
         counters: &mut TcpCounters,
         with_ack: bool,
     ) {
@@ -88,7 +88,7 @@ impl Connection {
         &mut self,
         now: Instant,
         config: &TcpConfig,
-        out: &mut SegmentBuf,
+        out: &mut dyn SegmentOut,
         counters: &mut TcpCounters,
     ) {
         let mut sent_any = false;
@@ -128,7 +128,7 @@ impl Connection {
     }
 
     /// Fast retransmit or a NewReno partial acknowledgment: resend one segment from SND.UNA.
-    fn retransmit_head(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
+    fn retransmit_head(&mut self, now: Instant, out: &mut dyn SegmentOut, counters: &mut TcpCounters) -> bool {
         let outstanding_data = self.snd_max.since(self.snd_una).min(self.tx.len());
         let len = outstanding_data.min(self.data_mss());
         if len == 0 {
@@ -165,15 +165,18 @@ impl Connection {
         &mut self,
         now: Instant,
         config: &TcpConfig,
-        out: &mut SegmentBuf,
+        out: &mut dyn SegmentOut,
         counters: &mut TcpCounters,
     ) -> bool {
         let mut sent = self.retransmit_lost(now, out, counters);
+        if self.unsent() == 0 {
+            return sent;
+        }
         // RFC 5681 section 4.1 (Linux's tcp_slow_start_after_idle): a connection that sent nothing for an RTO
         // no longer knows the path; new data starts again from the restart window. With nothing outstanding,
         // the last segment received was the ACK of the last data, so it dates the idleness.
         let idle = self.snd_una == self.snd_max && now.saturating_since(self.last_recv) > self.rtt.rto();
-        if idle && self.unsent() > 0 && self.state.can_send_data() {
+        if idle && self.state.can_send_data() {
             self.cc.on_idle_restart(config.initial_window);
         }
         let mss = self.data_mss();
@@ -241,7 +244,7 @@ impl Connection {
     }
 
     /// Our FIN goes out once all data before it has been sent (RFC 9293 section 3.10.4).
-    fn send_fin_if_due(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) -> bool {
+    fn send_fin_if_due(&mut self, now: Instant, out: &mut dyn SegmentOut, counters: &mut TcpCounters) -> bool {
         let Some(fin_seq) = self.fin_seq else { return false };
         if self.snd_nxt != fin_seq {
             return false;
@@ -266,7 +269,7 @@ impl Connection {
         seq: SeqNum,
         len: usize,
         fin: bool,
-        out: &mut SegmentBuf,
+        out: &mut dyn SegmentOut,
         counters: &mut TcpCounters,
     ) {
         let offset = seq.since(self.snd_una);
@@ -303,7 +306,7 @@ impl Connection {
     /// A bare acknowledgment `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`. SND.NXT in the RFC's sense is the
     /// highest sequence number sent (`snd_max` here: our `snd_nxt` moves back while resending after a timeout),
     /// so that the peer never finds our ACK behind its RCV.NXT and unacceptable.
-    pub fn send_ack(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) {
+    pub fn send_ack(&mut self, now: Instant, out: &mut dyn SegmentOut, counters: &mut TcpCounters) {
         let header = self.header(now, self.snd_max, TcpFlags::ACK);
         self.push_segment(out, &header, (&[], &[]));
         counters.out_segs += 1;
@@ -311,7 +314,7 @@ impl Connection {
     }
 
     /// A zero-window or keepalive probe: `<SEQ=SND.UNA-1><ACK=RCV.NXT>`, which the peer must answer.
-    fn send_probe(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) {
+    fn send_probe(&mut self, now: Instant, out: &mut dyn SegmentOut, counters: &mut TcpCounters) {
         let header = self.header(now, self.snd_una - 1, TcpFlags::ACK);
         self.push_segment(out, &header, (&[], &[]));
         counters.out_segs += 1;
@@ -319,7 +322,7 @@ impl Connection {
     }
 
     /// An abort: `<SEQ=SND.NXT><CTL=RST,ACK>` (RFC 9293 section 3.10.4 ABORT, RFC 2525 section 2.17).
-    pub fn send_reset(&mut self, now: Instant, out: &mut SegmentBuf, counters: &mut TcpCounters) {
+    pub fn send_reset(&mut self, now: Instant, out: &mut dyn SegmentOut, counters: &mut TcpCounters) {
         let mut header = self.header(now, self.snd_max, TcpFlags::RST | TcpFlags::ACK);
         header.window = 0;
         header.options = TcpOptions::default();
@@ -398,17 +401,20 @@ impl Connection {
     /// The payload a segment can carry with the options it carries now (timestamps, and SACK blocks while
     /// out-of-order data is held), so that headers and data never exceed the MTU (Linux's `tcp_current_mss`).
     pub(crate) fn data_mss(&self) -> usize {
+        let sack_blocks_due = self.negotiated.sack_ok && (!self.ooo.is_empty() || self.dsack.is_some());
+        if !sack_blocks_due {
+            // The timestamps, if any, were deducted at the handshake.
+            return self.negotiated.send_mss.max(1);
+        }
         let mut options = TcpOptions::default();
         let mut ts_len = 0;
         if self.negotiated.ts.is_some() {
             options.timestamps = Some((0, 0));
             ts_len = TIMESTAMP_OPTION_LEN; // already deducted from send_mss at the handshake
         }
-        if self.negotiated.sack_ok && (!self.ooo.is_empty() || self.dsack.is_some()) {
-            let mut blocks = [(0usize, 0usize); MAX_SACK_BLOCKS];
-            let n = self.ooo.sack_blocks_into(&mut blocks) + usize::from(self.dsack.is_some());
-            options.set_sack_blocks(&[(SeqNum(0), SeqNum(0)); MAX_SACK_BLOCKS][..n.min(MAX_SACK_BLOCKS)]);
-        }
+        let mut blocks = [(0usize, 0usize); MAX_SACK_BLOCKS];
+        let n = self.ooo.sack_blocks_into(&mut blocks) + usize::from(self.dsack.is_some());
+        options.set_sack_blocks(&[(SeqNum(0), SeqNum(0)); MAX_SACK_BLOCKS][..n.min(MAX_SACK_BLOCKS)]);
         (self.negotiated.send_mss + ts_len).saturating_sub(options.len()).max(1)
     }
 
@@ -437,10 +443,17 @@ impl Connection {
 
     /// Builds a segment of this connection, with its socket's IP options. One larger than an MSS is a
     /// super-segment for the device to cut (see [`Connection::segment_limit`]).
-    fn push_segment(&self, out: &mut SegmentBuf, header: &TcpHeader, payload: (&[u8], &[u8])) {
+    fn push_segment(&self, out: &mut dyn SegmentOut, header: &TcpHeader, payload: (&[u8], &[u8])) {
         let offloaded = payload.0.len() + payload.1.len() > self.largest_segment();
-        out.push(self.local, self.remote, header, payload, offloaded);
-        out.set_last_ip(self.opts.ttl, self.opts.tos);
+        out.push(&OutSegment {
+            local: self.local,
+            remote: self.remote,
+            header,
+            payload,
+            offloaded,
+            ttl: self.opts.ttl,
+            tos: self.opts.tos,
+        });
     }
 
     /// Any segment with ACK settles pending acknowledgments.

@@ -26,18 +26,40 @@ pub const GRANULARITY: Duration = Duration::from_millis(1);
 const K: u32 = 4;
 
 /// An RFC 6298 retransmission-timeout estimator.
+///
+/// Its arithmetic is in whole nanoseconds (u64, saturating), not `Duration`: a sample arrives with nearly every
+/// ACK, and `Duration`'s second-and-nanosecond pairs cost divisions on each step. The RTO is kept computed, as
+/// timers read it far more often than samples change it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RttEstimator {
-    /// SRTT; `None` until the first sample.
-    srtt: Option<Duration>,
-    /// RTTVAR; zero until the first sample.
-    rttvar: Duration,
+    /// SRTT in nanoseconds, once `sampled`.
+    srtt: u64,
+    /// There has been a sample (a flag beside `backoff` rather than an `Option`, which would grow every TCB).
+    sampled: bool,
+    /// RTTVAR in nanoseconds; zero until the first sample.
+    rttvar: u64,
     /// The RTO before back-off, already within `[min_rto, max_rto]` once computed from samples.
     base_rto: Duration,
+    /// The current RTO: `base_rto` backed off and bounded (what [`RttEstimator::rto`] returns).
+    rto: Duration,
     /// How many times the timer has been backed off since the last sample.
     backoff: u32,
     min_rto: Duration,
     max_rto: Duration,
+}
+
+/// `d` in nanoseconds, saturating (u64 nanoseconds reach 584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Nanoseconds back to a `Duration`; the saturated value stands for "longer than anything", `Duration::MAX`.
+fn duration(nanos: u64) -> Duration {
+    if nanos == u64::MAX {
+        Duration::MAX
+    } else {
+        Duration::from_nanos(nanos)
+    }
 }
 
 impl Default for RttEstimator {
@@ -51,7 +73,18 @@ impl RttEstimator {
     /// An estimator with no samples yet, whose RTO is `initial_rto` (RFC 6298 section 2.1) and will stay within
     /// `[min_rto, max_rto]`. Should `min_rto` exceed `max_rto`, the maximum wins.
     pub fn new(initial_rto: Duration, min_rto: Duration, max_rto: Duration) -> Self {
-        RttEstimator { srtt: None, rttvar: Duration::ZERO, base_rto: initial_rto, backoff: 0, min_rto, max_rto }
+        let mut e = RttEstimator {
+            srtt: 0,
+            sampled: false,
+            rttvar: 0,
+            base_rto: initial_rto,
+            rto: initial_rto,
+            backoff: 0,
+            min_rto,
+            max_rto,
+        };
+        e.recompute_rto();
+        e
     }
 
     /// Takes a round-trip measurement `rtt`, which must satisfy Karn's algorithm (see the module
@@ -59,60 +92,69 @@ impl RttEstimator {
     /// only "until an acknowledgment is received for a segment that was not retransmitted" (Karn and Partridge;
     /// RFC 6298 section 5 leaves the RTO to be recomputed from SRTT and RTTVAR).
     pub fn sample(&mut self, rtt: Duration) {
-        match self.srtt {
+        let rtt = nanos(rtt);
+        let srtt = match self.sampled.then_some(self.srtt) {
             // RFC 6298 section 2.2: "SRTT <- R, RTTVAR <- R/2".
             None => {
-                self.srtt = Some(rtt);
                 self.rttvar = rtt / 2;
+                rtt
             }
             // RFC 6298 section 2.3, with alpha = 1/8 and beta = 1/4, RTTVAR first since it uses the old SRTT:
             //   RTTVAR <- (1 - beta) * RTTVAR + beta * |SRTT - R'|
             //   SRTT <- (1 - alpha) * SRTT + alpha * R'
             // Each product is taken as `x - x/n` or `x/n`, which cannot overflow.
             Some(srtt) => {
-                let deviation = srtt.max(rtt) - srtt.min(rtt);
+                let deviation = srtt.abs_diff(rtt);
                 self.rttvar = (self.rttvar - self.rttvar / 4).saturating_add(deviation / 4);
-                self.srtt = Some((srtt - srtt / 8).saturating_add(rtt / 8));
+                (srtt - srtt / 8).saturating_add(rtt / 8)
             }
-        }
+        };
+        self.srtt = srtt;
+        self.sampled = true;
         // RFC 6298 section 2.2/2.3: "RTO <- SRTT + max (G, K*RTTVAR)", then bounded (sections 2.4 and 2.5).
-        let srtt = self.srtt.unwrap_or(rtt);
-        let spread = self.rttvar.saturating_mul(K).max(GRANULARITY);
-        self.base_rto = self.bounded(srtt.saturating_add(spread));
-        self.reset_backoff();
+        let spread = self.rttvar.saturating_mul(u64::from(K)).max(nanos(GRANULARITY));
+        self.base_rto = self.bounded(duration(srtt.saturating_add(spread)));
+        self.backoff = 0;
+        self.recompute_rto();
     }
 
     /// The current RTO: the computed value doubled once per back-off, never above the maximum (RFC 6298
     /// section 5.5: "The maximum value discussed in (2.5) above may be used to provide an upper bound to this
     /// doubling operation").
     pub fn rto(&self) -> Duration {
+        self.rto
+    }
+
+    fn recompute_rto(&mut self) {
         let backed_off = match 1u32.checked_shl(self.backoff) {
             Some(factor) => self.base_rto.checked_mul(factor).unwrap_or(Duration::MAX),
             None => Duration::MAX,
         };
-        self.bounded(backed_off)
+        self.rto = self.bounded(backed_off);
     }
 
     /// Doubles the RTO after the retransmission timer expires: "The host MUST set RTO <- RTO * 2 ('back off
     /// the timer')" (RFC 6298 section 5.5).
     pub fn back_off(&mut self) {
         self.backoff = self.backoff.saturating_add(1);
+        self.recompute_rto();
     }
 
     /// Returns to the un-backed-off RTO. [`RttEstimator::sample`] does this itself; a caller may also do it
     /// when it learns by other means that the path works again.
     pub fn reset_backoff(&mut self) {
         self.backoff = 0;
+        self.recompute_rto();
     }
 
     /// SRTT, once there has been a sample.
     pub fn srtt(&self) -> Option<Duration> {
-        self.srtt
+        self.sampled.then(|| duration(self.srtt))
     }
 
     /// RTTVAR; zero before the first sample.
     pub fn rttvar(&self) -> Duration {
-        self.rttvar
+        duration(self.rttvar)
     }
 
     /// How many times the timer has been backed off since the last sample or reset.
@@ -240,6 +282,7 @@ mod tests {
         }
         assert_eq!((e.backoff_count(), e.rto()), (100, DEFAULT_MAX_RTO));
         e.backoff = u32::MAX;
+        e.recompute_rto();
         e.back_off();
         assert_eq!((e.backoff_count(), e.rto()), (u32::MAX, DEFAULT_MAX_RTO));
     }
