@@ -42,26 +42,6 @@ fn add_portable(sum: u64, data: &[u8]) -> u64 {
     finish(sum, &lanes, blocks.remainder())
 }
 
-/// Copies `src` into `dst` (of the same length) and adds `src` to a running sum, as [`add`] does, in one
-/// pass: each block is summed while it is in registers for the copy, so a payload headed for the wire is
-/// read once, not once to copy and again to checksum (the idea of Linux's `csum_partial_copy`).
-///
-/// # Panics
-/// When the lengths differ, as `copy_from_slice` does.
-pub fn copy_and_add(sum: u64, dst: &mut [u8], src: &[u8]) -> u64 {
-    assert_eq!(dst.len(), src.len(), "copy_and_add needs equal lengths");
-    let mut dst_blocks = dst.chunks_exact_mut(32);
-    let mut src_blocks = src.chunks_exact(32);
-    let mut lanes = [0u64; 8];
-    for (d, s) in (&mut dst_blocks).zip(&mut src_blocks) {
-        d.copy_from_slice(s);
-        add_block(&mut lanes, s);
-    }
-    let rest = src_blocks.remainder();
-    dst_blocks.into_remainder().copy_from_slice(rest);
-    finish(sum, &lanes, rest)
-}
-
 /// Adds one 32-byte block to eight native-endian 32-bit lanes.
 #[inline(always)]
 fn add_block(lanes: &mut [u64; 8], block: &[u8]) {
@@ -90,12 +70,6 @@ fn finish(sum: u64, lanes: &[u64; 8], rest: &[u8]) -> u64 {
         sum += u64::from(*last) << 8;
     }
     sum
-}
-
-/// `add` for data that starts at an odd offset of the checksummed whole: RFC 1071 section 2(B) says its sum
-/// is the even-offset sum with the two bytes of each word swapped.
-pub fn add_at_odd_offset(sum: u64, partial: u64) -> u64 {
-    sum + u64::from(fold(partial).swap_bytes())
 }
 
 /// Folds a running sum into 16 bits.
