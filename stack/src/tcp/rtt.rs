@@ -29,31 +29,32 @@ const K: u32 = 4;
 ///
 /// Its arithmetic is in whole nanoseconds (u64, saturating), not `Duration`: a sample arrives with nearly every
 /// ACK, and `Duration`'s second-and-nanosecond pairs cost divisions on each step. The RTO is kept computed, as
-/// timers read it far more often than samples change it.
+/// timers read it far more often than samples change it. `u64::MAX` nanoseconds (584 years) stands for
+/// "longer than anything", `Duration::MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RttEstimator {
-    /// SRTT in nanoseconds, once `sampled`.
+    /// SRTT, once `sampled`.
     srtt: u64,
-    /// There has been a sample (a flag beside `backoff` rather than an `Option`, which would grow every TCB).
-    sampled: bool,
-    /// RTTVAR in nanoseconds; zero until the first sample.
+    /// RTTVAR; zero until the first sample.
     rttvar: u64,
     /// The RTO before back-off, already within `[min_rto, max_rto]` once computed from samples.
-    base_rto: Duration,
+    base_rto: u64,
     /// The current RTO: `base_rto` backed off and bounded (what [`RttEstimator::rto`] returns).
-    rto: Duration,
+    rto: u64,
+    min_rto: u64,
+    max_rto: u64,
     /// How many times the timer has been backed off since the last sample.
     backoff: u32,
-    min_rto: Duration,
-    max_rto: Duration,
+    /// There has been a sample.
+    sampled: bool,
 }
 
-/// `d` in nanoseconds, saturating (u64 nanoseconds reach 584 years).
+/// `d` in nanoseconds, saturating.
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Nanoseconds back to a `Duration`; the saturated value stands for "longer than anything", `Duration::MAX`.
+/// Nanoseconds back to a `Duration`, the saturated value as `Duration::MAX`.
 fn duration(nanos: u64) -> Duration {
     if nanos == u64::MAX {
         Duration::MAX
@@ -75,13 +76,13 @@ impl RttEstimator {
     pub fn new(initial_rto: Duration, min_rto: Duration, max_rto: Duration) -> Self {
         let mut e = RttEstimator {
             srtt: 0,
-            sampled: false,
             rttvar: 0,
-            base_rto: initial_rto,
-            rto: initial_rto,
+            base_rto: nanos(initial_rto),
+            rto: 0,
+            min_rto: nanos(min_rto),
+            max_rto: nanos(max_rto),
             backoff: 0,
-            min_rto,
-            max_rto,
+            sampled: false,
         };
         e.recompute_rto();
         e
@@ -93,27 +94,23 @@ impl RttEstimator {
     /// RFC 6298 section 5 leaves the RTO to be recomputed from SRTT and RTTVAR).
     pub fn sample(&mut self, rtt: Duration) {
         let rtt = nanos(rtt);
-        let srtt = match self.sampled.then_some(self.srtt) {
-            // RFC 6298 section 2.2: "SRTT <- R, RTTVAR <- R/2".
-            None => {
-                self.rttvar = rtt / 2;
-                rtt
-            }
+        if self.sampled {
             // RFC 6298 section 2.3, with alpha = 1/8 and beta = 1/4, RTTVAR first since it uses the old SRTT:
             //   RTTVAR <- (1 - beta) * RTTVAR + beta * |SRTT - R'|
             //   SRTT <- (1 - alpha) * SRTT + alpha * R'
             // Each product is taken as `x - x/n` or `x/n`, which cannot overflow.
-            Some(srtt) => {
-                let deviation = srtt.abs_diff(rtt);
-                self.rttvar = (self.rttvar - self.rttvar / 4).saturating_add(deviation / 4);
-                (srtt - srtt / 8).saturating_add(rtt / 8)
-            }
-        };
-        self.srtt = srtt;
-        self.sampled = true;
+            let deviation = self.srtt.abs_diff(rtt);
+            self.rttvar = (self.rttvar - self.rttvar / 4).saturating_add(deviation / 4);
+            self.srtt = (self.srtt - self.srtt / 8).saturating_add(rtt / 8);
+        } else {
+            // RFC 6298 section 2.2: "SRTT <- R, RTTVAR <- R/2".
+            self.srtt = rtt;
+            self.rttvar = rtt / 2;
+            self.sampled = true;
+        }
         // RFC 6298 section 2.2/2.3: "RTO <- SRTT + max (G, K*RTTVAR)", then bounded (sections 2.4 and 2.5).
         let spread = self.rttvar.saturating_mul(u64::from(K)).max(nanos(GRANULARITY));
-        self.base_rto = self.bounded(duration(srtt.saturating_add(spread)));
+        self.base_rto = self.bounded(self.srtt.saturating_add(spread));
         self.backoff = 0;
         self.recompute_rto();
     }
@@ -122,13 +119,13 @@ impl RttEstimator {
     /// section 5.5: "The maximum value discussed in (2.5) above may be used to provide an upper bound to this
     /// doubling operation").
     pub fn rto(&self) -> Duration {
-        self.rto
+        duration(self.rto)
     }
 
     fn recompute_rto(&mut self) {
-        let backed_off = match 1u32.checked_shl(self.backoff) {
-            Some(factor) => self.base_rto.checked_mul(factor).unwrap_or(Duration::MAX),
-            None => Duration::MAX,
+        let backed_off = match 1u64.checked_shl(self.backoff) {
+            Some(factor) => self.base_rto.saturating_mul(factor),
+            None => u64::MAX,
         };
         self.rto = self.bounded(backed_off);
     }
@@ -163,7 +160,7 @@ impl RttEstimator {
     }
 
     /// `rto` within `[min_rto, max_rto]` (RFC 6298 sections 2.4 and 2.5); the maximum wins a conflict.
-    fn bounded(&self, rto: Duration) -> Duration {
+    fn bounded(&self, rto: u64) -> u64 {
         rto.max(self.min_rto).min(self.max_rto)
     }
 }
