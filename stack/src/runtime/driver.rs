@@ -6,7 +6,7 @@ use crate::iface::{FrameSink, Stack, StackConfig};
 use crate::socket::Fd;
 use crate::time::Instant;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -33,6 +33,15 @@ impl Default for NetStackOptions {
 
 pub(crate) struct Shared {
     pub(crate) stack: Mutex<Stack>,
+    /// The device and its transmit batch. Taken only after the stack lock: by the driver, and by a socket
+    /// call that queued output, which sends it itself instead of waking the driver for it.
+    io: Mutex<DeviceIo>,
+    /// When the sleeping driver will wake on its own, in nanoseconds of the stack's clock (`u64::MAX`: only
+    /// when a frame arrives or it is rung). Written under the stack lock. A call whose output sets a timer
+    /// before it rings the driver, which would otherwise sleep through the timer.
+    driver_wakes_at: AtomicU64,
+    /// Scratch space for the descriptors whose readiness changed, reused by every call (under the stack lock).
+    changed: Mutex<Vec<Fd>>,
     /// Rung by socket calls that queued output, and by `shutdown`.
     doorbell: EventFd,
     stop: AtomicBool,
@@ -99,8 +108,14 @@ impl NetStack {
             hasher.write_u64(config.seed);
             config.seed = hasher.finish();
         }
+        let slot = device.max_frame_len().max(device.mtu() + 14) + 4;
+        let device_fd = device.pollable_fd();
+        let tx = FrameBatch::new(options.batch_size, slot);
         let shared = Arc::new(Shared {
             stack: Mutex::new(Stack::new(config)),
+            io: Mutex::new(DeviceIo { device: Box::new(device), tx }),
+            driver_wakes_at: AtomicU64::new(u64::MAX),
+            changed: Mutex::new(Vec::new()),
             doorbell: EventFd::new()?,
             stop: AtomicBool::new(false),
             origin: std::time::Instant::now(),
@@ -109,15 +124,16 @@ impl NetStack {
         let driver_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("ustack-driver".into())
-            .spawn(move || drive(driver_shared, device, options))?;
+            .spawn(move || drive(driver_shared, device_fd, slot, options))?;
         Ok(NetStack { shared, thread: Arc::new(Mutex::new(Some(thread))) })
     }
 
-    /// Runs `f` on the stack under its lock, then lets the driver send whatever `f` queued. For socket
-    /// calls that the handles here do not cover.
+    /// Runs `f` on the stack under its lock, then sends whatever `f` queued. For socket calls that the
+    /// handles here do not cover.
     pub fn with_stack<R>(&self, f: impl FnOnce(&mut Stack) -> R) -> R {
-        let result = f(&mut self.shared.lock());
-        self.shared.ring();
+        let mut stack = self.shared.lock();
+        let result = f(&mut stack);
+        self.shared.transmit(&mut stack);
         result
     }
 
@@ -170,9 +186,8 @@ impl NetStack {
             match op(&mut stack) {
                 Err(Errno::EAGAIN) if matches!(wait, Wait::On { .. }) => {}
                 result => {
-                    drop(stack);
                     if rings {
-                        self.shared.ring();
+                        self.shared.transmit(&mut stack);
                     }
                     return result.map_err(io::Error::from);
                 }
@@ -185,10 +200,11 @@ impl NetStack {
             for &fd in fds {
                 self.shared.register_waker(fd, &waker);
             }
-            drop(stack);
+            // After registering: should sending change what we wait for, we are woken, not left asleep.
             if rings {
-                self.shared.ring();
+                self.shared.transmit(&mut stack);
             }
+            drop(stack);
             match deadline {
                 None => std::thread::park(),
                 Some(deadline) => {
@@ -227,8 +243,7 @@ impl NetStack {
         let _ = stack.close(fd);
         // Waiters on this descriptor must not be woken for whatever reuses the number.
         self.shared.wakers.lock().unwrap_or_else(|p| p.into_inner()).remove(&fd);
-        drop(stack);
-        self.shared.ring();
+        self.shared.transmit(&mut stack);
     }
 
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
@@ -252,15 +267,13 @@ impl NetStack {
                 }
                 self.shared.register_waker(fd, cx.waker());
                 if rings {
-                    drop(stack);
-                    self.shared.ring();
+                    self.shared.transmit(&mut stack);
                 }
                 std::task::Poll::Pending
             }
             result => {
-                drop(stack);
                 if rings {
-                    self.shared.ring();
+                    self.shared.transmit(&mut stack);
                 }
                 std::task::Poll::Ready(result.map_err(io::Error::from))
             }
@@ -306,13 +319,23 @@ impl std::task::Wake for ThreadWaker {
     }
 }
 
+/// The device and the batch frames are built in before they go out.
+struct DeviceIo {
+    device: Box<dyn Device>,
+    tx: FrameBatch,
+}
+
 /// A [`FrameSink`] over a device's transmit batch that sends the batch whenever it fills.
-struct FlushingSink<'a, D: Device> {
-    device: &'a mut D,
+struct FlushingSink<'a> {
+    device: &'a mut dyn Device,
     batch: &'a mut FrameBatch,
 }
 
-impl<D: Device> FlushingSink<'_, D> {
+impl<'a> FlushingSink<'a> {
+    fn new(io: &'a mut DeviceIo) -> Self {
+        FlushingSink { device: &mut *io.device, batch: &mut io.tx }
+    }
+
     fn flush(&mut self) {
         if !self.batch.is_empty() {
             if let Err(e) = self.device.send_batch(self.batch) {
@@ -323,7 +346,7 @@ impl<D: Device> FlushingSink<'_, D> {
     }
 }
 
-impl<D: Device> FrameSink for FlushingSink<'_, D> {
+impl FrameSink for FlushingSink<'_> {
     fn frame(&mut self, len: usize) -> Option<&mut [u8]> {
         if self.batch.is_full() {
             self.flush();
@@ -332,18 +355,17 @@ impl<D: Device> FrameSink for FlushingSink<'_, D> {
     }
 }
 
-fn drive<D: Device>(shared: Arc<Shared>, mut device: D, options: NetStackOptions) {
-    let slot = device.max_frame_len().max(device.mtu() + 14) + 4;
+fn drive(shared: Arc<Shared>, device_fd: Option<std::os::fd::RawFd>, slot: usize, options: NetStackOptions) {
     let mut rx = FrameBatch::new(options.batch_size, slot);
-    let mut tx = FrameBatch::new(options.batch_size, slot);
-    let device_fd = device.pollable_fd();
     let mut fds = vec![shared.doorbell_fd()];
     fds.extend(device_fd);
-    let mut changed = Vec::new();
     while !shared.stop.load(Ordering::SeqCst) {
         let timeout = {
             let stack = shared.lock();
-            stack.poll_at().map(|at| at.saturating_since(shared.now()))
+            let wakes_at = stack.poll_at();
+            // Under the stack lock: a call that comes after sees it, and rings if it needs us sooner.
+            shared.driver_wakes_at.store(wakes_at.map_or(u64::MAX, Instant::as_nanos), Ordering::SeqCst);
+            wakes_at.map(|at| at.saturating_since(shared.now()))
         };
         // Without a pollable device fall back to a short tick rather than sleeping through its frames.
         let timeout = match (device_fd, timeout) {
@@ -356,8 +378,11 @@ fn drive<D: Device>(shared: Arc<Shared>, mut device: D, options: NetStackOptions
         }
         shared.doorbell.drain();
         let mut stack = shared.lock();
+        // Awake: whatever calls do now, the driver looks at the timers again before it sleeps.
+        shared.driver_wakes_at.store(u64::MAX, Ordering::SeqCst);
         let now = shared.now();
-        let mut sink = FlushingSink { device: &mut device, batch: &mut tx };
+        let mut io = shared.io.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sink = FlushingSink::new(&mut io);
         for _ in 0..options.max_batches_per_wake {
             rx.clear();
             let received = match sink.device.recv_batch(&mut rx) {
@@ -374,19 +399,47 @@ fn drive<D: Device>(shared: Arc<Shared>, mut device: D, options: NetStackOptions
         }
         stack.poll(now, &mut sink);
         sink.flush();
-        if stack.has_events() {
-            changed.clear();
-            stack.take_events(&mut changed);
-            drop(stack);
-            shared.wake_tasks(&changed);
-        }
+        drop(io);
+        shared.wake_changed(&mut stack);
     }
     // Output queued after the last pass (a close just before shutdown) still goes out: a FIN or RST the
     // application asked for must not be lost.
     let mut stack = shared.lock();
-    let mut sink = FlushingSink { device: &mut device, batch: &mut tx };
+    let mut io = shared.io.lock().unwrap_or_else(|p| p.into_inner());
+    let mut sink = FlushingSink::new(&mut io);
     stack.poll(shared.now(), &mut sink);
     sink.flush();
+}
+
+impl Shared {
+    /// Sends what a socket call queued, from the calling thread (which holds the stack lock), rather than
+    /// waking the driver to do it: a send costs one thread hop less. The driver is rung only when it cannot be
+    /// done here (the driver holds the device) or when a timer the output set falls before the driver's
+    /// wake-up.
+    pub(crate) fn transmit(&self, stack: &mut Stack) {
+        let Ok(mut io) = self.io.try_lock() else {
+            return self.ring();
+        };
+        let mut sink = FlushingSink::new(&mut io);
+        stack.poll(self.now(), &mut sink);
+        sink.flush();
+        drop(io);
+        if stack.poll_at().is_some_and(|at| at.as_nanos() < self.driver_wakes_at.load(Ordering::SeqCst)) {
+            self.ring();
+        }
+        self.wake_changed(stack);
+    }
+
+    /// Wakes the threads and tasks waiting on descriptors whose readiness may have changed.
+    fn wake_changed(&self, stack: &mut Stack) {
+        if !stack.has_events() {
+            return;
+        }
+        let mut changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        changed.clear();
+        stack.take_events(&mut changed);
+        self.wake_tasks(&changed);
+    }
 }
 
 impl Shared {

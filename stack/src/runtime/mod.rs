@@ -3,12 +3,14 @@
 //!
 //! # Threads and locking
 //! The stack lives behind one mutex. The driver thread takes it to feed received frames in, run timers and
-//! collect frames out; a socket call takes it for the duration of one non-blocking core call. The only other
-//! lock, the wakers', is taken after the stack's or alone, never before it, so there is no deadlock.
-//! A call that would block (`EAGAIN`) registers a waker on the descriptors it waits for and parks; the driver
-//! wakes exactly the wakers of descriptors whose readiness may have changed. A call that queued output rings
-//! the driver's eventfd so it transmits at once. A syscall-like call therefore costs one uncontended mutex
-//! acquisition, plus one `write(2)` to the eventfd when it produced output.
+//! collect frames out; a socket call takes it for the duration of one non-blocking core call. The other
+//! locks (the device's, the wakers', a scratch list's) are taken only after the stack's or alone, never
+//! before it, so there is no deadlock.
+//! A call that would block (`EAGAIN`) registers a waker on the descriptors it waits for and parks; whoever
+//! changes readiness wakes exactly the wakers of those descriptors. A call that queued output sends it
+//! itself, writing to the device from the caller's thread, instead of waking the driver to do it; it rings
+//! the driver's eventfd only when a timer it set falls before the driver's next wake-up. A syscall-like call
+//! therefore costs one uncontended mutex acquisition, plus the device writes of what it sent.
 
 mod driver;
 mod readiness;
