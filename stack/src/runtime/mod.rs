@@ -1,4 +1,4 @@
-//! The runtime: one thread that joins a [`Stack`] to a [`Device`], and blocking socket handles shaped like
+//! The runtime: one thread that joins a [`Stack`](crate::Stack) to a [`Device`](ustack_netdev::Device), and blocking socket handles shaped like
 //! `std::net` that talk to it.
 //!
 //! # Threads and locking
