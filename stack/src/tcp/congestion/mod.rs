@@ -343,8 +343,12 @@ impl CongestionControl {
         self.cwnd = self.cwnd.max(cwnd as usize);
         self.ssthresh = self.ssthresh.max(ssthresh);
         // A recovery still running has nothing left to recover from, or its end would shrink the window again;
-        // CUBIC's curve, centred on the spurious loss, starts over from the restored window.
+        // CUBIC's curve, centred on the spurious loss, starts over from the restored window. Nor does the
+        // undone recovery bar the next one: RFC 6582's `recover` rule keeps one loss window from cutting the
+        // window twice, but this cut was taken back. (Kept, the rule left a real loss found soon after an undo
+        // outside recovery: marked lost by RACK, never resent, repaired only by the retransmission timeout.)
         self.recover = None;
+        self.last_recover = None;
         if let Algorithm::Cubic(c) = &mut self.algorithm {
             c.restart_epoch();
         }
@@ -512,6 +516,27 @@ mod tests {
         assert_eq!((cc.cwnd(), cc.ssthresh()), (MSS, 4 * MSS));
         cc.on_timeout(MSS, SeqNum(8000));
         assert_eq!(cc.ssthresh(), 2 * MSS, "never below two segments");
+    }
+
+    /// RFC 6582's `recover` rule keeps a second loss in the same window from cutting the window again; but a
+    /// recovery that was undone (spurious) cut nothing, so a real loss right after it starts recovery at once.
+    #[test]
+    fn an_undone_recovery_does_not_bar_the_next_one() {
+        let mut cc = reno(20);
+        assert!(cc.enter_recovery(20 * MSS, SeqNum(20_000), SeqNum(0)));
+        assert!(!cc.enter_recovery(20 * MSS, SeqNum(20_000), SeqNum(0)), "one recovery at a time");
+        assert!(cc.undo());
+        assert!(!cc.in_recovery());
+        assert!(
+            cc.enter_recovery(20 * MSS, SeqNum(21_000), SeqNum(1_000)),
+            "a loss below the undone recovery's point must start recovery (and be resent) without a timeout"
+        );
+        // A recovery that ran its course still bars losses from its own window.
+        let mut cc = reno(20);
+        assert!(cc.enter_recovery(20 * MSS, SeqNum(20_000), SeqNum(0)));
+        ack(&mut cc, 20_000, 20_000, 20 * MSS, false);
+        assert!(!cc.in_recovery());
+        assert!(cc.enter_recovery(10 * MSS, SeqNum(30_000), SeqNum(20_000)), "snd_una reached `recover`");
     }
 
     /// Linux's `tcp_set_congestion_control` on a live socket: the windows and the recovery in progress stay,
