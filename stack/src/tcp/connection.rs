@@ -225,6 +225,8 @@ pub struct Connection {
     pub recovery_rexmit_bytes: usize,
     /// RACK's record of what was sent when, for loss detection by time (RFC 8985 section 6; with SACK).
     pub rack: Rack,
+    /// How fast SACK recovery may send (RFC 6937).
+    pub prr: super::prr::Prr,
     /// RACK's reordering timer: bytes not yet overdue become so then (RFC 8985 section 6.2 step 5).
     pub rack_at: Option<Instant>,
     /// The tail loss probe timer (PTO, RFC 8985 section 7.2), and the probe it is to send now.
@@ -315,12 +317,17 @@ impl Connection {
         self.congestion_room().min(by_flow)
     }
 
-    /// What the congestion window leaves room for: cwnd less the pipe (during SACK recovery the window is
-    /// ssthresh, RFC 6675 section 5).
+    /// What the congestion window leaves room for: cwnd less the pipe (during SACK recovery the window PRR
+    /// set at the last ACK, which brings the pipe down to ssthresh by the end of recovery).
     pub fn congestion_room(&self) -> usize {
-        let sack_recovery = self.cc.in_recovery() && (!self.sacked.is_empty() || self.rack.lost_bytes() > 0);
-        let cwnd = if sack_recovery { self.cc.ssthresh() } else { self.cc.cwnd() };
+        let cwnd = if self.in_sack_recovery() { self.prr.cwnd() } else { self.cc.cwnd() };
         cwnd.saturating_sub(self.pipe())
+    }
+
+    /// Fast recovery driven by SACK and RACK, where PRR (RFC 6937) paces sending; without SACK, NewReno's
+    /// window inflation does.
+    pub fn in_sack_recovery(&self) -> bool {
+        self.cc.in_recovery() && (!self.sacked.is_empty() || self.rack.lost_bytes() > 0)
     }
 
     /// The window we can offer now: free receive space, no more than the slowly growing clamp, rounded down to

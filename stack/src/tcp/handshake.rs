@@ -154,6 +154,7 @@ impl Connection {
             recovery_next: iss,
             recovery_rexmit_bytes: 0,
             rack: Default::default(),
+            prr: Default::default(),
             rack_at: None,
             pto_at: None,
             tlp_probe_now: false,

@@ -377,6 +377,8 @@ impl Connection {
             return Some(Processed::alive());
         }
         let window = usize::from(seg.window) << self.negotiated.snd_wscale;
+        // RFC 6937's DeliveredData: the advance of SND.UNA plus the change in SACKed bytes.
+        let (una_before, sacked_before) = (self.snd_una, self.sacked.sacked_bytes());
         if self.negotiated.sack_ok && !seg.options.sack_blocks().is_empty() {
             self.sacked.update(seg.ack.max(self.snd_una), self.snd_max, seg.options.sack_blocks());
         }
@@ -406,6 +408,10 @@ impl Connection {
         let dsack = super::loss_detection::carries_dsack(seg);
         self.rack_on_ack(now, seg, advanced, dsack, ctx.counters);
         self.undo_if_spurious(seg, was_recovering, dsack, ctx.counters);
+        if self.in_sack_recovery() {
+            let delivered = (self.snd_una.since(una_before) + self.sacked.sacked_bytes()).saturating_sub(sacked_before);
+            self.prr.on_ack(delivered, self.pipe(), self.cc.ssthresh(), self.data_mss());
+        }
         // Update the send window if this segment is newer than the one that last set it (SND.WL1/SND.WL2, RFC
         // 9293 section 3.10.7.4). A segment no newer by sequence or acknowledgment may only grow the window (or
         // close it): a reordered older duplicate must not shrink it (Linux's tcp_may_update_window).

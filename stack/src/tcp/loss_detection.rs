@@ -62,6 +62,9 @@ impl Connection {
             if self.cc.enter_recovery(flight, self.snd_max, self.snd_una) {
                 counters.fast_retrans += 1;
                 self.on_recovery_start();
+                // The fast retransmit may go at once, before the next ACK (this may be a timer).
+                self.prr.start(flight);
+                self.prr.on_ack(0, self.pipe(), self.cc.ssthresh(), self.data_mss());
                 self.rtt_probe = None;
                 self.recovery_next = self.snd_una;
                 self.recovery_rexmit_bytes = 0;

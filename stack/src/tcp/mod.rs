@@ -15,6 +15,7 @@ pub mod listener;
 pub mod loss_detection;
 pub mod output;
 pub mod ports;
+pub mod prr;
 pub mod rack;
 pub mod rtt;
 pub mod sack_scoreboard;

@@ -297,6 +297,9 @@ impl Connection {
             self.rack.on_sent(seq, resent_end, now, true);
             self.rack.on_sent(resent_end, end, now, false);
         }
+        if self.cc.in_recovery() {
+            self.prr.on_sent(len);
+        }
         if retransmission && self.cc.in_recovery() {
             self.retrans_stamp = self.retrans_stamp.or(Some(self.ts_now(now)));
             self.undo_retrans = self.undo_retrans.saturating_add(1);
