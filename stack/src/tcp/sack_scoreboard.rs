@@ -4,8 +4,11 @@
 
 use super::seq::SeqNum;
 
-/// Ranges held at most; SACK options carry at most four blocks, and older ones merge as holes fill.
-const MAX_RANGES: usize = 32;
+/// Ranges held at most, to bound the work a hostile peer's SACK blocks can cause. A flight of a thousand
+/// segments through random loss and reordering holds a hundred holes and more; a scoreboard that forgot
+/// SACKed ranges (it held 32 once) overstates the pipe, which stalls sending during recovery until the
+/// retransmission timer fires — measured against the kernel once send buffers grew with the window.
+const MAX_RANGES: usize = 256;
 
 /// SACKed sequence ranges `[start, end)`, sorted and disjoint, all above SND.UNA.
 #[derive(Debug, Clone, Default)]
