@@ -601,6 +601,41 @@ fn three_duplicate_acks_trigger_fast_retransmit_and_a_partial_ack_the_next_hole(
     c.expect_nothing();
 }
 
+/// Send-buffer autotuning (Linux's `tcp_sndbuf_expand`): while the application keeps the buffer full and the
+/// peer acknowledges everything, slow start doubles the congestion window each round trip and the send buffer
+/// follows it at twice the window — unless the application set `SO_SNDBUF`, which then stays as set.
+#[test]
+fn the_send_buffer_grows_with_the_window_unless_the_application_fixed_it() {
+    for fixed in [false, true] {
+        let (mut c, fd) = established();
+        if fixed {
+            c.stack.setsockopt(fd, SockOpt::SndBuf, 131_072).unwrap();
+        }
+        let before = c.stack.getsockopt(fd, SockOpt::SndBuf).unwrap();
+        assert_eq!(before, 262_144, "the default, or 131072 doubled as Linux does");
+        let data = app_bytes(1 << 20);
+        for _round in 0..12 {
+            c.write(fd, &data);
+            let mut end = None;
+            while let Some(out) = c.try_next() {
+                end = Some(out.seq + out.len() as u32);
+            }
+            // The peer takes everything, with a window (65535 << 7) that never limits the sender.
+            if let Some(end) = end {
+                c.send(seg(ACK).seq(1).ack(end).win(65_535));
+                c.pump();
+            }
+        }
+        let after = c.stack.getsockopt(fd, SockOpt::SndBuf).unwrap();
+        if fixed {
+            assert_eq!(after, before, "SO_SNDBUF set by the application is kept");
+        } else {
+            assert!(after > before, "the send buffer did not grow: {after}");
+            assert!(after <= 4 << 20, "past the autotuning maximum: {after}");
+        }
+    }
+}
+
 /// RFC 2018 and RFC 6675 (SACK-based loss recovery): the first hole is retransmitted when recovery starts; the
 /// SACK blocks that follow reveal the second hole, which is retransmitted during the same recovery, and data
 /// the peer SACKed is never sent again.

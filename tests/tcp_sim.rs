@@ -154,3 +154,34 @@ fn sack_recovery_shortens_lossy_transfers() {
     }
     println!("virtual time for 300 lossy transfers: with SACK {:?}, without {:?}", totals[0], totals[1]);
 }
+
+/// Send-buffer autotuning on a long fat path: 100 Mbit/s with a 50 ms round trip holds 625 KB in flight, more
+/// than the default 256 KiB send buffer. Against a receiver with a large buffer (Linux's grows to 6 MiB),
+/// a sender whose buffer stayed at 256 KiB could move at most 256 KiB per round trip; growing with the window
+/// it fills the path. Virtual time, so the comparison is exact.
+#[test]
+fn the_send_buffer_grows_to_fill_a_long_fat_path() {
+    let faults = FaultConfig {
+        delay: Duration::from_millis(25),
+        rate_bytes_per_sec: Some(12_500_000),
+        queue_limit: 10_000,
+        ..FaultConfig::default()
+    };
+    let transfer = |autotune_max: usize| {
+        let (mut a, mut b) = configs();
+        a.tcp.sndbuf_autotune_max = autotune_max;
+        b.tcp.rcvbuf_default = 4 << 20;
+        let mut sim = SimNet::new(a, b, PipeConfig::symmetric(1500, faults.clone(), 7));
+        let mut ex = Exchange::new(server(), vec![8_000_000], vec![0]);
+        ex.start(&mut sim);
+        assert!(sim.run_until(Instant::from_secs(60), |sim| ex.step(sim)), "transfer did not finish");
+        assert!(ex.errors().is_empty(), "{:?}", ex.errors());
+        sim.now().since_origin()
+    };
+    let fixed = transfer(262_144);
+    let grown = transfer(4 << 20);
+    println!("8 MB over 100 Mbit/s, 50 ms RTT: send buffer fixed at 256 KiB {fixed:?}, autotuned {grown:?}");
+    // 8 MB at 100 Mbit/s is 0.64 s of transmission; 256 KiB per 50 ms round trip is 1.6 s at best.
+    assert!(fixed > Duration::from_millis(1500), "the fixed buffer should have capped the rate: {fixed:?}");
+    assert!(grown * 3 < fixed * 2, "autotuning should fill the path: {grown:?} against {fixed:?}");
+}

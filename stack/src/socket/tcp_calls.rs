@@ -502,7 +502,10 @@ impl Stack {
         match opt {
             SockOpt::ReuseAddr => sock.reuse_addr = value != 0,
             SockOpt::RcvBuf => sock.buffers.rcvbuf = buffer_size_from_user(value, rmem_max, MIN_RCVBUF),
-            SockOpt::SndBuf => sock.buffers.sndbuf = buffer_size_from_user(value, wmem_max, MIN_SNDBUF),
+            SockOpt::SndBuf => {
+                sock.buffers.sndbuf = buffer_size_from_user(value, wmem_max, MIN_SNDBUF);
+                sock.opts.sndbuf_locked = true;
+            }
             SockOpt::KeepAlive => sock.opts.keepalive = value != 0,
             SockOpt::TcpNoDelay => sock.opts.nodelay = value != 0,
             SockOpt::TcpMaxSeg => {

@@ -37,6 +37,9 @@ pub struct TcpConfig {
     /// Default receive and send buffer sizes of a new socket.
     pub rcvbuf_default: usize,
     pub sndbuf_default: usize,
+    /// The largest a send buffer grows to by itself, following the congestion window, unless the application
+    /// set `SO_SNDBUF` (net.ipv4.tcp_wmem's maximum).
+    pub sndbuf_autotune_max: usize,
     /// Largest sizes `setsockopt` accepts before doubling (net.core.rmem_max / wmem_max).
     pub rmem_max: usize,
     pub wmem_max: usize,
@@ -80,6 +83,7 @@ impl Default for TcpConfig {
             max_time_wait: 262_144,
             rcvbuf_default: 262_144,
             sndbuf_default: 262_144,
+            sndbuf_autotune_max: 4 << 20,
             rmem_max: 4 << 20,
             wmem_max: 4 << 20,
             window_scale: 7,

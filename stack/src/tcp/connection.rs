@@ -102,6 +102,9 @@ pub struct ConnOptions {
     pub tos: u8,
     /// `TCP_CONGESTION`: the congestion control algorithm.
     pub congestion: CongestionAlgorithm,
+    /// The application set `SO_SNDBUF`: the send buffer keeps that size (Linux's `SOCK_SNDBUF_LOCK`) rather
+    /// than growing with the congestion window.
+    pub sndbuf_locked: bool,
 }
 
 impl ConnOptions {
@@ -117,6 +120,7 @@ impl ConnOptions {
             ttl: None,
             tos: 0,
             congestion: config.congestion,
+            sndbuf_locked: false,
         }
     }
 }

@@ -405,6 +405,9 @@ impl Connection {
                 self.recovery_rexmit_bytes = 0;
             }
         }
+        if advanced {
+            self.expand_send_buffer(ctx.config.sndbuf_autotune_max);
+        }
         let dsack = super::loss_detection::carries_dsack(seg);
         self.rack_on_ack(now, seg, advanced, dsack, ctx.counters);
         self.undo_if_spurious(seg, was_recovering, dsack, ctx.counters);
@@ -429,6 +432,21 @@ impl Connection {
             }
         }
         None
+    }
+
+    /// Send-buffer autotuning, as Linux's `tcp_sndbuf_expand`: unless the application fixed `SO_SNDBUF`, the
+    /// buffer holds at least twice the congestion window (up to `max`), so that a full window can be in
+    /// flight — held until acknowledged — with as much again queued behind it. A fixed buffer caps a flow at
+    /// one buffer per round trip; during loss recovery, with the buffer filled by data the peer has SACKed,
+    /// nothing new could be sent, and only new data reveals a lost retransmission to RACK. It grows at least
+    /// twofold each time (the growth copies the queued bytes) and never shrinks.
+    fn expand_send_buffer(&mut self, max: usize) {
+        let want = self.cc.cwnd().saturating_mul(2).min(max);
+        if self.opts.sndbuf_locked || want <= self.tx.capacity() {
+            return;
+        }
+        let grown = want.max(self.tx.capacity().saturating_mul(2)).min(max);
+        self.tx.set_capacity(grown);
     }
 
     /// SND.UNA < SEG.ACK =< SND.MAX: data (and maybe our FIN) acknowledged.
