@@ -37,6 +37,29 @@ pub(crate) struct IpSend {
     pub never_fragment: bool,
 }
 
+/// Takes a frame from `tx` for an IPv4 datagram with `payload_len` bytes of payload, writes its Ethernet and
+/// IPv4 headers and counts it sent; returns the room for the payload, which the caller fills. `None`, counted
+/// as a discard, when the sink has no room.
+pub(crate) fn ipv4_frame<'a>(
+    tx: &'a mut dyn FrameSink,
+    counters: &mut super::counters::Counters,
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+    header: &Ipv4Header,
+    payload_len: usize,
+) -> Option<&'a mut [u8]> {
+    let Some(frame) = tx.frame(ethernet::HEADER_LEN + MIN_HEADER_LEN + payload_len) else {
+        counters.link.out_dropped += 1;
+        counters.ip.out_discards += 1;
+        return None;
+    };
+    ethernet::write_header(frame, dst_mac, src_mac, ethertype::IPV4);
+    let (headers, payload) = frame.split_at_mut(ethernet::HEADER_LEN + MIN_HEADER_LEN);
+    header.emit(&mut headers[ethernet::HEADER_LEN..]);
+    counters.link.out_frames += 1;
+    Some(payload)
+}
+
 impl super::StackConfig {
     /// Chooses the next hop for `dst` (a host's routing, RFC 1122 section 3.3.1: on-link destinations are
     /// sent to directly, others to the default gateway).
@@ -170,16 +193,10 @@ impl Stack {
     }
 
     fn emit_one(&mut self, header: &Ipv4Header, payload: &[u8], mac: MacAddr, tx: &mut dyn FrameSink) {
-        let len = ethernet::HEADER_LEN + MIN_HEADER_LEN + payload.len();
-        let Some(frame) = tx.frame(len) else {
-            self.counters.link.out_dropped += 1;
-            self.counters.ip.out_discards += 1;
-            return;
-        };
-        ethernet::write_header(frame, mac, self.config.mac, ethertype::IPV4);
-        header.emit(&mut frame[ethernet::HEADER_LEN..]);
-        frame[ethernet::HEADER_LEN + MIN_HEADER_LEN..].copy_from_slice(payload);
-        self.counters.link.out_frames += 1;
+        let src_mac = self.config.mac;
+        if let Some(room) = ipv4_frame(tx, &mut self.counters, mac, src_mac, header, payload.len()) {
+            room.copy_from_slice(payload);
+        }
     }
 
     /// Sends an ARP request or reply about our own address.

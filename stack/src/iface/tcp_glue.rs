@@ -3,14 +3,13 @@
 
 use super::counters::Counters;
 use super::neighbor::NeighborCache;
-use super::output::{IpSend, NextHop};
+use super::output::{ipv4_frame, IpSend, NextHop};
 use super::{FrameSink, Stack, StackConfig};
 use crate::errno::Errno;
 use crate::tcp::connection::{Outcome, State};
 use crate::tcp::layer::Demuxed;
 use crate::tcp::segment::{OutSegment, SegmentOut};
 use crate::time::Instant;
-use crate::wire::ethernet::{self, ethertype};
 use crate::wire::ip_proto;
 use crate::wire::ipv4::{Ipv4Header, MIN_HEADER_LEN};
 use crate::wire::tcp::{TcpHeader, MIN_HEADER_LEN as TCP_MIN_HEADER_LEN};
@@ -156,35 +155,24 @@ impl SegmentOut for TcpFrameWriter<'_> {
         let dst = *segment.remote.ip();
         let Ok(NextHop::Neighbor(hop)) = self.config.route(dst) else { return false };
         let Some(mac) = self.neighbors.lookup(hop) else { return false };
-        let ip_len = MIN_HEADER_LEN + segment.len();
+        let tcp_len = segment.wire_len();
+        let ip_len = MIN_HEADER_LEN + tcp_len;
         // A super-segment over the MTU is the device's to cut (segmentation offload); see `emit_frames`.
         if ip_len > self.config.mtu && ip_len > self.config.tcp.gso_max_size {
             return false;
         }
-        // What `send_ipv4` and `emit_one` do for a TCP segment, in place.
+        // What `send_ipv4` does for a TCP segment, with the segment written in place.
         self.counters.ip.out_requests += 1;
         *self.next_ident = self.next_ident.wrapping_add(1);
-        let Some(frame) = self.tx.frame(ethernet::HEADER_LEN + ip_len) else {
-            self.counters.link.out_dropped += 1;
-            self.counters.ip.out_discards += 1;
-            return true;
-        };
-        let mut ip = Ipv4Header::new(
-            self.config.ipv4.addr,
-            dst,
-            ip_proto::TCP,
-            segment.ttl.unwrap_or(self.config.ttl),
-            segment.len(),
-        );
+        let ttl = segment.ttl.unwrap_or(self.config.ttl);
+        let mut ip = Ipv4Header::new(self.config.ipv4.addr, dst, ip_proto::TCP, ttl, tcp_len);
         ip.ident = *self.next_ident;
         ip.tos = segment.tos;
         // TCP always sets DF: its segments are sized to the path MTU.
         ip.dont_fragment = true;
-        ethernet::write_header(frame, mac, self.config.mac, ethertype::IPV4);
-        let (headers, tcp) = frame.split_at_mut(ethernet::HEADER_LEN + MIN_HEADER_LEN);
-        ip.emit(&mut headers[ethernet::HEADER_LEN..]);
-        segment.emit(tcp);
-        self.counters.link.out_frames += 1;
+        if let Some(room) = ipv4_frame(self.tx, self.counters, mac, self.config.mac, &ip, tcp_len) {
+            segment.emit(room);
+        }
         true
     }
 }

@@ -29,16 +29,11 @@ impl<'a> OutSegment<'a> {
     }
 
     /// Header and payload bytes.
-    pub fn len(&self) -> usize {
+    pub fn wire_len(&self) -> usize {
         self.header.header_len() + self.payload.0.len() + self.payload.1.len()
     }
 
-    /// Never true: a segment has at least its header.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// Writes the segment, checksummed, into `segment` (exactly [`OutSegment::len`] bytes).
+    /// Writes the segment, checksummed, into `segment` (exactly [`OutSegment::wire_len`] bytes).
     pub fn emit(&self, segment: &mut [u8]) {
         self.header.emit_v4_with_payload(segment, *self.local.ip(), *self.remote.ip(), self.payload, self.offloaded);
     }
@@ -73,7 +68,7 @@ pub struct SegmentBuf {
 impl SegmentOut for SegmentBuf {
     fn push(&mut self, segment: &OutSegment<'_>) -> bool {
         let start = self.buf.len();
-        self.buf.resize(start + segment.len(), 0);
+        self.buf.resize(start + segment.wire_len(), 0);
         segment.emit(&mut self.buf[start..]);
         self.segments.push(BuiltSegment {
             local: segment.local,
