@@ -636,6 +636,57 @@ fn the_send_buffer_grows_with_the_window_unless_the_application_fixed_it() {
     }
 }
 
+/// Receive-buffer autotuning (Linux's `tcp_rcv_space_adjust`): a peer that sends a whole window every 10 ms
+/// round trip, to an application that reads everything, finds the window growing round after round with the
+/// buffer behind it — unless the application set `SO_RCVBUF`, which then stays as set.
+#[test]
+fn the_receive_buffer_grows_with_what_the_application_reads_unless_it_was_fixed() {
+    for fixed in [false, true] {
+        let (mut c, fd) = established();
+        if fixed {
+            c.stack.setsockopt(fd, SockOpt::RcvBuf, 131_072).unwrap();
+        }
+        let before = c.stack.getsockopt(fd, SockOpt::RcvBuf).unwrap();
+        assert_eq!(before, 262_144, "the default, or 131072 doubled as Linux does");
+        let (mut next, mut edge, mut largest_window) = (1u32, 1 + 64_240u32, 0usize);
+        for _round in 0..12 {
+            // A window's worth of full segments, each echoing the stack's latest timestamp.
+            let segments = (edge - next) as usize / 1448;
+            for _ in 0..segments {
+                c.send(seg(ACK).seq(next).ack(1).fill(1448));
+                next += 1448;
+            }
+            c.advance(10);
+            let mut read = 0;
+            while let Ok(bytes) = c.read(fd) {
+                assert!(!bytes.is_empty(), "end of file");
+                read += bytes.len();
+            }
+            assert_eq!(read, segments * 1448, "the application reads everything");
+            c.advance(1);
+            let mut last_ack = None;
+            while let Some(out) = c.try_next() {
+                last_ack = Some(out);
+            }
+            let ack = last_ack.expect("the stack acknowledges each window");
+            // An odd last segment waits for the delayed-ACK timer.
+            assert!(ack.ack + 1448 >= next, "everything acknowledged: {} of {next}", ack.ack);
+            let window = usize::from(ack.window) << 7;
+            edge = ack.ack + window as u32;
+            largest_window = largest_window.max(window);
+        }
+        let after = c.stack.getsockopt(fd, SockOpt::RcvBuf).unwrap();
+        if fixed {
+            assert_eq!(after, before, "SO_RCVBUF set by the application is kept");
+            assert!(largest_window <= before as usize, "a window beyond the fixed buffer: {largest_window}");
+        } else {
+            assert!(after >= 4 << 20, "the receive buffer did not grow with the reading: {after}");
+            assert!(after <= 6 << 20, "past the autotuning maximum: {after}");
+            assert!(largest_window > before as usize, "the window never grew past the default: {largest_window}");
+        }
+    }
+}
+
 /// RFC 2018 and RFC 6675 (SACK-based loss recovery): the first hole is retransmitted when recovery starts; the
 /// SACK blocks that follow reveal the second hole, which is retransmitted during the same recovery, and data
 /// the peer SACKed is never sent again.

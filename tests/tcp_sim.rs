@@ -185,3 +185,35 @@ fn the_send_buffer_grows_to_fill_a_long_fat_path() {
     assert!(fixed > Duration::from_millis(1500), "the fixed buffer should have capped the rate: {fixed:?}");
     assert!(grown * 3 < fixed * 2, "autotuning should fill the path: {grown:?} against {fixed:?}");
 }
+
+/// Receive-buffer autotuning on the same long fat path: with the sender's buffer free to grow, a receiver
+/// whose buffer stayed at the default 256 KiB caps the flow at 256 KiB per 50 ms round trip (the window it
+/// offers); measuring what its application reads per round trip, it grows the buffer and the window, as
+/// Linux does, and the path fills.
+#[test]
+fn the_receive_buffer_grows_to_fill_a_long_fat_path() {
+    let faults = FaultConfig {
+        delay: Duration::from_millis(25),
+        rate_bytes_per_sec: Some(12_500_000),
+        queue_limit: 10_000,
+        ..FaultConfig::default()
+    };
+    let transfer = |autotune_max: usize| {
+        let (a, mut b) = configs();
+        b.tcp.rcvbuf_autotune_max = autotune_max;
+        let mut sim = SimNet::new(a, b, PipeConfig::symmetric(1500, faults.clone(), 7));
+        let mut ex = Exchange::new(server(), vec![8_000_000], vec![0]);
+        ex.start(&mut sim);
+        assert!(sim.run_until(Instant::from_secs(60), |sim| ex.step(sim)), "transfer did not finish");
+        assert!(ex.errors().is_empty(), "{:?}", ex.errors());
+        (sim.now().since_origin(), sim.a.counters().get("TcpRetransSegs"))
+    };
+    let (fixed, _) = transfer(262_144);
+    let (grown, retransmitted) = transfer(6 << 20);
+    println!(
+        "8 MB over 100 Mbit/s, 50 ms RTT: receive buffer fixed at 256 KiB {fixed:?}, autotuned {grown:?} \
+         ({retransmitted:?} segments retransmitted)"
+    );
+    assert!(fixed > Duration::from_millis(1500), "the fixed buffer should have capped the rate: {fixed:?}");
+    assert!(grown * 3 < fixed * 2, "autotuning should fill the path: {grown:?} against {fixed:?}");
+}

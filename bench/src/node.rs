@@ -21,7 +21,7 @@ use ustack_netdev::FrameBatch;
 #[derive(Debug, Clone, Copy)]
 pub struct ConnOpts {
     /// smoltcp's receive and send buffer sizes (smoltcp needs the application to provide them). ustack keeps its
-    /// defaults (256 KiB each, allocated on first use) unless `ustack_buffers` is set.
+    /// defaults (256 KiB each, allocated on first use, growing with the flow) unless `ustack_buffers` is set.
     pub smol_rx: usize,
     pub smol_tx: usize,
     /// `SO_RCVBUF`/`SO_SNDBUF` for ustack (Linux semantics: the stack doubles the value), when set.
@@ -31,9 +31,11 @@ pub struct ConnOpts {
 }
 
 impl ConnOpts {
-    /// Bulk transfer: 256 KiB buffers on smoltcp, to match ustack's defaults.
+    /// Bulk transfer: 256 KiB buffers on both. ustack's are set with `SO_RCVBUF`/`SO_SNDBUF` (128 KiB,
+    /// doubled as on Linux), which also stops them growing as they would by default: the comparison is of
+    /// protocol cost with equal buffers, and the in-memory link's batches hold 256 KiB windows, not 6 MiB.
     pub fn bulk() -> ConnOpts {
-        ConnOpts { smol_rx: 256 * 1024, smol_tx: 256 * 1024, ustack_buffers: None, nodelay: false }
+        ConnOpts { smol_rx: 256 * 1024, smol_tx: 256 * 1024, ustack_buffers: Some(128 * 1024), nodelay: false }
     }
 
     /// Request/response: Nagle off.

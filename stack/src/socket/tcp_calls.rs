@@ -501,7 +501,10 @@ impl Stack {
         let sock = self.tcp_sock_mut(fd)?;
         match opt {
             SockOpt::ReuseAddr => sock.reuse_addr = value != 0,
-            SockOpt::RcvBuf => sock.buffers.rcvbuf = buffer_size_from_user(value, rmem_max, MIN_RCVBUF),
+            SockOpt::RcvBuf => {
+                sock.buffers.rcvbuf = buffer_size_from_user(value, rmem_max, MIN_RCVBUF);
+                sock.opts.rcvbuf_locked = true;
+            }
             SockOpt::SndBuf => {
                 sock.buffers.sndbuf = buffer_size_from_user(value, wmem_max, MIN_SNDBUF);
                 sock.opts.sndbuf_locked = true;

@@ -40,6 +40,9 @@ pub struct TcpConfig {
     /// The largest a send buffer grows to by itself, following the congestion window, unless the application
     /// set `SO_SNDBUF` (net.ipv4.tcp_wmem's maximum).
     pub sndbuf_autotune_max: usize,
+    /// The largest a receive buffer grows to by itself, following what the application reads per round trip,
+    /// unless the application set `SO_RCVBUF` (net.ipv4.tcp_rmem's maximum).
+    pub rcvbuf_autotune_max: usize,
     /// Largest sizes `setsockopt` accepts before doubling (net.core.rmem_max / wmem_max).
     pub rmem_max: usize,
     pub wmem_max: usize,
@@ -84,6 +87,7 @@ impl Default for TcpConfig {
             rcvbuf_default: 262_144,
             sndbuf_default: 262_144,
             sndbuf_autotune_max: 4 << 20,
+            rcvbuf_autotune_max: 6 << 20,
             rmem_max: 4 << 20,
             wmem_max: 4 << 20,
             window_scale: 7,

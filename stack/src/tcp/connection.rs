@@ -5,6 +5,7 @@ use super::assembler::Assembler;
 use super::config::TcpConfig;
 use super::congestion::{CongestionAlgorithm, CongestionControl};
 use super::rack::Rack;
+use super::rcv_autotune::RcvAutotune;
 use super::rtt::RttEstimator;
 use super::sack_scoreboard::Scoreboard;
 use super::seq::SeqNum;
@@ -105,6 +106,9 @@ pub struct ConnOptions {
     /// The application set `SO_SNDBUF`: the send buffer keeps that size (Linux's `SOCK_SNDBUF_LOCK`) rather
     /// than growing with the congestion window.
     pub sndbuf_locked: bool,
+    /// The application set `SO_RCVBUF`: the receive buffer keeps that size (Linux's `SOCK_RCVBUF_LOCK`)
+    /// rather than growing with what the application reads per round trip.
+    pub rcvbuf_locked: bool,
 }
 
 impl ConnOptions {
@@ -121,6 +125,7 @@ impl ConnOptions {
             tos: 0,
             congestion: config.congestion,
             sndbuf_locked: false,
+            rcvbuf_locked: false,
         }
     }
 }
@@ -185,6 +190,8 @@ pub struct Connection {
     pub rx: RingBuffer,
     /// Which out-of-order bytes are held.
     pub ooo: Assembler,
+    /// Receive-buffer autotuning's measurement of what the application reads per round trip.
+    pub rcv_tune: RcvAutotune,
     /// When we last answered an out-of-window segment without data (rate limit against ACK loops).
     pub last_oow_ack: Option<Instant>,
     /// A duplicate range to report in the first SACK block of the next ACK (RFC 2883 D-SACK).

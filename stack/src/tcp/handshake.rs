@@ -5,6 +5,7 @@ use super::assembler::Assembler;
 use super::config::TcpConfig;
 use super::congestion::CongestionControl;
 use super::connection::{ConnOptions, Connection, Negotiated, State, Timestamps};
+use super::rcv_autotune::RcvAutotune;
 use super::rtt::RttEstimator;
 use super::seq::SeqNum;
 use crate::storage::ring_buffer::RingBuffer;
@@ -131,6 +132,7 @@ impl Connection {
             tx: RingBuffer::new(buffers.sndbuf),
             rx: RingBuffer::new(buffers.rcvbuf),
             ooo: Assembler::new(config.max_ooo_ranges),
+            rcv_tune: RcvAutotune::new(now, SeqNum(0), usize::from(negotiated.our_mss), buffers.rcvbuf),
             ooo_fin: None,
             dsack: None,
             last_oow_ack: None,
@@ -228,6 +230,7 @@ impl Connection {
         c.rcv_nxt = irs + 1;
         c.rcv_adv = c.rcv_nxt + usize::from(syn_window);
         c.rcv_ssthresh = usize::from(syn_window);
+        c.rcv_tune = RcvAutotune::new(now, c.rcv_nxt, usize::from(c.negotiated.our_mss), c.rx.capacity());
         c.pushed_seq = c.snd_nxt;
         c.last_ack_sent = c.rcv_nxt;
         c.snd_wnd = usize::from(peer_window) << c.negotiated.snd_wscale;

@@ -6,6 +6,7 @@ use super::config::TcpConfig;
 use super::congestion::{AckAction, CongestionControl, DupAckAction};
 use super::connection::{Connection, Outcome, State, Timestamps};
 use super::handshake::{negotiate, syn_options};
+use super::rcv_autotune::RcvAutotune;
 use super::seq::SeqNum;
 use crate::errno::Errno;
 use crate::iface::counters::TcpCounters;
@@ -21,6 +22,9 @@ const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How soon a SYN is resent after an unacceptable ACK in SYN-SENT (Linux's TCP_TIMEOUT_MIN, two jiffies).
 const QUICK_SYN_RETRY: Duration = Duration::from_millis(8);
+
+/// The most bytes of TCP options a segment carries (RFC 9293 section 3.1: a data offset of at most 15 words).
+const MAX_OPTIONS_LEN: usize = 40;
 
 /// Ticks a timestamp may lag TS.Recent before PAWS discards the segment (Linux's TCP_PAWS_WINDOW).
 const PAWS_WINDOW: i32 = 1;
@@ -130,6 +134,8 @@ impl Connection {
             self.state = State::Established;
             self.rcv_adv = self.rcv_nxt;
             self.rcv_ssthresh = usize::from(super::handshake::syn_window(self.rx.capacity(), self.negotiated.our_mss));
+            let mss = usize::from(self.negotiated.our_mss);
+            self.rcv_tune = RcvAutotune::new(now, self.rcv_nxt, mss, self.rx.capacity());
             self.pushed_seq = self.snd_una;
             self.ack_now = true;
             ctx.counters.active_opens += 1;
@@ -337,7 +343,11 @@ impl Connection {
                     data = &data[dup..];
                     seq = self.rcv_nxt;
                 }
+                let in_order = seq == self.rcv_nxt;
                 self.accept_text(now, seq, data, ctx);
+                if in_order {
+                    self.autotune_receive_buffer(now, seg, data.len(), ctx.config.rcvbuf_autotune_max);
+                }
             }
         }
 
@@ -447,6 +457,32 @@ impl Connection {
         }
         let grown = want.max(self.tx.capacity().saturating_mul(2)).min(max);
         self.tx.set_capacity(grown);
+    }
+
+    /// Receive-buffer autotuning (see [`RcvAutotune`]), after a segment's new data was taken: time the
+    /// timestamp it echoes and, once a round trip, grow the buffer to what the application's reading needs,
+    /// up to `max` and to the largest window the negotiated scale can offer.
+    fn autotune_receive_buffer(&mut self, now: Instant, seg: &TcpHeader, data_len: usize, max: usize) {
+        if self.opts.rcvbuf_locked {
+            return;
+        }
+        let mss = usize::from(self.negotiated.our_mss);
+        if let (Some(_), Some((_, tsecr))) = (self.negotiated.ts, seg.options.timestamps) {
+            // Full-sized segments only, as Linux: a small one may have waited for its application, and its
+            // echo would time that wait too.
+            if data_len + MAX_OPTIONS_LEN >= mss {
+                self.rcv_tune.on_echo(tsecr, self.ts_now(now).wrapping_sub(tsecr));
+            }
+        }
+        let read_upto = self.rcv_nxt - self.rx.len();
+        let fallback_rtt = self.rtt.srtt().unwrap_or(Duration::ZERO);
+        let Some(want) = self.rcv_tune.on_data(now, read_upto, mss, fallback_rtt) else { return };
+        let largest_window = usize::from(u16::MAX) << self.negotiated.rcv_wscale;
+        let grown = want.min(max).min(largest_window);
+        if grown > self.rx.capacity() {
+            // Out-of-order bytes parked in the free space move with the queued ones.
+            self.rx.set_capacity(grown);
+        }
     }
 
     /// SND.UNA < SEG.ACK =< SND.MAX: data (and maybe our FIN) acknowledged.

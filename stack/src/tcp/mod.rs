@@ -17,6 +17,7 @@ pub mod output;
 pub mod ports;
 pub mod prr;
 pub mod rack;
+pub mod rcv_autotune;
 pub mod rtt;
 pub mod sack_scoreboard;
 pub mod segment;
