@@ -190,6 +190,12 @@ impl ShutdownWrite for KernelTcpStream {
     }
 }
 
+impl ShutdownWrite for &TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(StdShutdown::Write)
+    }
+}
+
 impl ShutdownWrite for TcpStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(StdShutdown::Write)
@@ -557,6 +563,67 @@ fn bulk_through_netem_on_kernel_side() {
     t.report("ustack -> kernel through netem (on the ACKs)");
     t.check("ustack -> kernel through netem", bytes, &format!("{}\n{}", peer.counters_dump(), netem.stats()));
     println!("netem:\n{}", netem.stats());
+}
+
+/// Receive-buffer autotuning with the kernel as the sender, over a 20 ms round trip (ustack's device holds
+/// each frame 10 ms each way; this machine's kernel may lack netem). A window fixed at the default 256 KiB
+/// allows at most 13 MB/s; ustack's buffer, and the window it offers, must grow with what its application
+/// reads per round trip. The second transfer caps autotuning at the default size, for comparison
+/// (throughputs are printed, not asserted: the machine's speed varies).
+#[test]
+fn the_receive_buffer_grows_for_a_kernel_sender_on_a_20ms_path() {
+    if skip_without_kernel_peer("the_receive_buffer_grows_for_a_kernel_sender_on_a_20ms_path") {
+        return;
+    }
+    const DEFAULT: i32 = 262_144;
+    let bytes = 24_000_000;
+    let delay = Impairment {
+        loss: 0.0,
+        reorder: 0.0,
+        duplicate: 0.0,
+        delay: Duration::from_millis(10),
+        limit: 100_000,
+        seed: 0x20,
+    };
+    for cap in [6 << 20, DEFAULT as usize] {
+        let mut stats = None;
+        let peer = KernelPeer::tap_wrapped(
+            None,
+            |c| c.tcp.rcvbuf_autotune_max = cap,
+            |tap| {
+                let (dev, s) = Impaired::new(tap, delay.clone());
+                stats = Some(s);
+                dev
+            },
+        )
+        .unwrap_or_else(|e| panic!("cannot start a kernel peer over a delaying TAP device: {e}"));
+        let stats = stats.expect("the device was built");
+        let deadline = bulk_deadline(bytes);
+        let listener = TcpListener::bind(peer.net(), peer.stack_addr(5010)).expect("bind the ustack listener");
+        let client = kernel_connect(&peer, peer.stack_addr(5010), CONNECT_TIMEOUT, IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("kernel connect: {e}\n{}", peer.counters_dump()));
+        let (server, _) = ustack_accept(&listener, Instant::now() + CONNECT_TIMEOUT, IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("ustack accept: {e}\n{}", peer.counters_dump()));
+        let started = Instant::now();
+        let (sent, received) = std::thread::scope(|scope| {
+            let sender = scope.spawn(move || send_pattern(client, bytes, 0xb01c_0010, deadline));
+            let received = receive_and_digest(&server, bytes, deadline);
+            (sender.join().expect("sender thread panicked"), received)
+        });
+        let seconds = started.elapsed().as_secs_f64();
+        let dump = format!("{}\n{}", peer.counters_dump(), stats.summary());
+        let (sent_digest, echoed_digest) = sent.unwrap_or_else(|e| panic!("kernel sender: {e}\n{dump}"));
+        let (received, received_digest) = received.unwrap_or_else(|e| panic!("ustack receiver: {e}\n{dump}"));
+        let t = Transfer { received, sent_digest, received_digest, echoed_digest, seconds };
+        let rcvbuf = peer.net().with_stack(|s| s.getsockopt(server.fd(), ustack::SockOpt::RcvBuf)).unwrap();
+        t.report(&format!("kernel -> ustack, 20 ms RTT, autotuning up to {cap} bytes (SO_RCVBUF now {rcvbuf})"));
+        t.check("kernel -> ustack, 20 ms RTT", bytes, &dump);
+        if cap > DEFAULT as usize {
+            assert!(rcvbuf >= 4 * DEFAULT, "the receive buffer did not grow: {rcvbuf}\n{dump}");
+        } else {
+            assert_eq!(rcvbuf, DEFAULT, "capped at the default\n{dump}");
+        }
+    }
 }
 
 /// The netem parameters applied inside ustack's device, in both directions: ustack's own data and ACKs are
