@@ -638,11 +638,16 @@ fn the_send_buffer_grows_with_the_window_unless_the_application_fixed_it() {
 
 /// Receive-buffer autotuning (Linux's `tcp_rcv_space_adjust`): a peer that sends a whole window every 10 ms
 /// round trip, to an application that reads everything, finds the window growing round after round with the
-/// buffer behind it — unless the application set `SO_RCVBUF`, which then stays as set.
+/// buffer behind it — unless the application set `SO_RCVBUF`, which then stays as set, or the growth of all
+/// buffers together reached the stack's budget.
 #[test]
 fn the_receive_buffer_grows_with_what_the_application_reads_unless_it_was_fixed() {
-    for fixed in [false, true] {
-        let (mut c, fd) = established();
+    for (fixed, budget) in [(false, None), (true, None), (false, Some(1 << 20))] {
+        let (mut c, fd) = established_with(|config| {
+            if let Some(budget) = budget {
+                config.tcp.autotune_total_max = budget;
+            }
+        });
         if fixed {
             c.stack.setsockopt(fd, SockOpt::RcvBuf, 131_072).unwrap();
         }
@@ -679,6 +684,14 @@ fn the_receive_buffer_grows_with_what_the_application_reads_unless_it_was_fixed(
         if fixed {
             assert_eq!(after, before, "SO_RCVBUF set by the application is kept");
             assert!(largest_window <= before as usize, "a window beyond the fixed buffer: {largest_window}");
+        } else if let Some(budget) = budget {
+            // The stack-wide budget for growth (Linux's tcp_mem) stops it short of the per-socket maximum.
+            assert_eq!(after, before + budget as i32, "growth is bounded by the stack-wide budget");
+            assert_eq!(c.stack.tcp_memory().autotuned_bytes, budget);
+            // The connection's growth returns to the budget when it ends.
+            c.stack.close(fd).unwrap();
+            c.send(seg(RST).seq(next));
+            assert_eq!(c.stack.tcp_memory().autotuned_bytes, 0, "the budget was not given back");
         } else {
             assert!(after >= 4 << 20, "the receive buffer did not grow with the reading: {after}");
             assert!(after <= 6 << 20, "past the autotuning maximum: {after}");

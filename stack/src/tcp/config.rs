@@ -43,6 +43,9 @@ pub struct TcpConfig {
     /// The largest a receive buffer grows to by itself, following what the application reads per round trip,
     /// unless the application set `SO_RCVBUF` (net.ipv4.tcp_rmem's maximum).
     pub rcvbuf_autotune_max: usize,
+    /// The most that autotuning may grow all connections' buffers by, together (Linux bounds TCP's memory
+    /// with net.ipv4.tcp_mem): past it, buffers keep their size until connections end and give it back.
+    pub autotune_total_max: usize,
     /// Largest sizes `setsockopt` accepts before doubling (net.core.rmem_max / wmem_max).
     pub rmem_max: usize,
     pub wmem_max: usize,
@@ -88,6 +91,7 @@ impl Default for TcpConfig {
             sndbuf_default: 262_144,
             sndbuf_autotune_max: 4 << 20,
             rcvbuf_autotune_max: 6 << 20,
+            autotune_total_max: 1 << 30,
             rmem_max: 4 << 20,
             wmem_max: 4 << 20,
             window_scale: 7,

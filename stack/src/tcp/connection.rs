@@ -267,7 +267,10 @@ pub struct Connection {
     /// Full-sized segments received since the last ACK (RFC 9293 section 3.8.6.3: ACK every second one).
     pub unacked_segments: u32,
     /// Segments still to be acknowledged at once (quick-ack mode at the start of a connection).
-    pub quick_acks: u32,
+    pub quick_acks: u16,
+    /// Bytes by which autotuning grew this connection's buffers, charged to the stack-wide budget
+    /// (`TcpConfig::autotune_total_max`) until the connection ends.
+    pub autotuned: u32,
     pub last_recv: Instant,
 
     /// The pending error (SO_ERROR).

@@ -37,6 +37,8 @@ pub struct InputContext<'a> {
     pub challenge_acks: &'a mut TokenBucket,
     /// Our MSS for this path (from the interface MTU).
     pub our_mss: u16,
+    /// What autotuning has grown all connections' buffers by (against `TcpConfig::autotune_total_max`).
+    pub autotuned_total: &'a mut usize,
 }
 
 /// The result of processing one segment: what became of the connection, and whether a RST must answer it.
@@ -346,7 +348,7 @@ impl Connection {
                 let in_order = seq == self.rcv_nxt;
                 self.accept_text(now, seq, data, ctx);
                 if in_order {
-                    self.autotune_receive_buffer(now, seg, data.len(), ctx.config.rcvbuf_autotune_max);
+                    self.autotune_receive_buffer(now, seg, data.len(), ctx);
                 }
             }
         }
@@ -416,7 +418,7 @@ impl Connection {
             }
         }
         if advanced {
-            self.expand_send_buffer(ctx.config.sndbuf_autotune_max);
+            self.expand_send_buffer(ctx);
         }
         let dsack = super::loss_detection::carries_dsack(seg);
         self.rack_on_ack(now, seg, advanced, dsack, ctx.counters);
@@ -450,19 +452,33 @@ impl Connection {
     /// one buffer per round trip; during loss recovery, with the buffer filled by data the peer has SACKed,
     /// nothing new could be sent, and only new data reveals a lost retransmission to RACK. It grows at least
     /// twofold each time (the growth copies the queued bytes) and never shrinks.
-    fn expand_send_buffer(&mut self, max: usize) {
+    fn expand_send_buffer(&mut self, ctx: &mut InputContext) {
+        let max = ctx.config.sndbuf_autotune_max;
         let want = self.cc.cwnd().saturating_mul(2).min(max);
         if self.opts.sndbuf_locked || want <= self.tx.capacity() {
             return;
         }
         let grown = want.max(self.tx.capacity().saturating_mul(2)).min(max);
+        let Some(grown) = self.charge_growth(self.tx.capacity(), grown, ctx) else { return };
         self.tx.set_capacity(grown);
+    }
+
+    /// Charges growing a buffer from `from` to `to` bytes to the stack-wide autotuning budget. Returns the
+    /// size to grow to — less than `to` where the budget is nearly spent — or `None` when it is spent.
+    fn charge_growth(&mut self, from: usize, to: usize, ctx: &mut InputContext) -> Option<usize> {
+        let room = ctx.config.autotune_total_max.saturating_sub(*ctx.autotuned_total);
+        let to = to.min(from.saturating_add(room));
+        let added = to.checked_sub(from).filter(|&n| n > 0)?;
+        *ctx.autotuned_total += added;
+        self.autotuned = self.autotuned.saturating_add(u32::try_from(added).unwrap_or(u32::MAX));
+        Some(to)
     }
 
     /// Receive-buffer autotuning (see [`RcvAutotune`]), after a segment's new data was taken: time the
     /// timestamp it echoes and, once a round trip, grow the buffer to what the application's reading needs,
-    /// up to `max` and to the largest window the negotiated scale can offer.
-    fn autotune_receive_buffer(&mut self, now: Instant, seg: &TcpHeader, data_len: usize, max: usize) {
+    /// up to `TcpConfig::rcvbuf_autotune_max`, the largest window the negotiated scale can offer, and the
+    /// stack-wide budget.
+    fn autotune_receive_buffer(&mut self, now: Instant, seg: &TcpHeader, data_len: usize, ctx: &mut InputContext) {
         if self.opts.rcvbuf_locked {
             return;
         }
@@ -478,8 +494,9 @@ impl Connection {
         let fallback_rtt = self.rtt.srtt().unwrap_or(Duration::ZERO);
         let Some(want) = self.rcv_tune.on_data(now, read_upto, mss, fallback_rtt) else { return };
         let largest_window = usize::from(u16::MAX) << self.negotiated.rcv_wscale;
-        let grown = want.min(max).min(largest_window);
+        let grown = want.min(ctx.config.rcvbuf_autotune_max).min(largest_window);
         if grown > self.rx.capacity() {
+            let Some(grown) = self.charge_growth(self.rx.capacity(), grown, ctx) else { return };
             // Out-of-order bytes parked in the free space move with the queued ones.
             self.rx.set_capacity(grown);
         }

@@ -63,6 +63,8 @@ pub struct TcpMemory {
     pub ring_bytes: usize,
     /// Storage held spare, ready to lend to the next ring that needs some.
     pub spare_bytes: usize,
+    /// What autotuning has grown live connections' buffers by (their capacity, held or not).
+    pub autotuned_bytes: usize,
 }
 
 /// What a timer in the wheel belongs to.
@@ -100,6 +102,8 @@ pub struct TcpLayer {
     pub out: SegmentBuf,
     /// Ring storage that empty rings gave back, lent to the next ring that needs some.
     pub buffers: BufferPool,
+    /// What autotuning has grown live connections' buffers by, together (see `TcpConfig::autotune_total_max`).
+    pub autotuned_total: usize,
     /// The lowest ISN the next SYN from a reopened TIME-WAIT four-tuple may use.
     reopen_min_isn: Option<SeqNum>,
     /// Descriptors whose readiness may have changed.
@@ -134,6 +138,7 @@ impl TcpLayer {
             counters: TcpCounters::default(),
             out: SegmentBuf::default(),
             buffers: BufferPool::new(SPARE_BUFFERS, SPARE_BUFFER_BYTES),
+            autotuned_total: 0,
             events: Vec::new(),
             next_ephemeral: (seed >> 7) as u32,
             reopen_min_isn: None,
@@ -194,8 +199,9 @@ impl TcpLayer {
         counters: &'a mut TcpCounters,
         challenge: &'a mut TokenBucket,
         our_mss: u16,
+        autotuned_total: &'a mut usize,
     ) -> InputContext<'a> {
-        InputContext { config, counters, challenge_acks: challenge, our_mss }
+        InputContext { config, counters, challenge_acks: challenge, our_mss, autotuned_total }
     }
 
     // ---------------------------------------------------------------------------------------------------
@@ -236,7 +242,8 @@ impl TcpLayer {
         if !payload.is_empty() {
             lend(&mut self.buffers, &mut conn.rx);
         }
-        let mut ctx = Self::ctx(&self.config, &mut self.counters, &mut self.challenge_acks, our_mss);
+        let mut ctx =
+            Self::ctx(&self.config, &mut self.counters, &mut self.challenge_acks, our_mss, &mut self.autotuned_total);
         let mut processed = conn.on_segment(now, seg, payload, &mut ctx);
         if processed.outcome == Outcome::Alive || processed.outcome == Outcome::Established {
             if let Some(fin) = conn.take_pending_fin(now, &mut ctx) {
@@ -259,7 +266,7 @@ impl TcpLayer {
     /// What the connections' buffers occupy now.
     pub fn memory(&self) -> TcpMemory {
         let ring_bytes = self.conns.iter().map(|(_, c)| c.rx.storage_bytes() + c.tx.storage_bytes()).sum();
-        TcpMemory { ring_bytes, spare_bytes: self.buffers.bytes() }
+        TcpMemory { ring_bytes, spare_bytes: self.buffers.bytes(), autotuned_bytes: self.autotuned_total }
     }
 
     /// Lends spare storage to connection `k`'s send ring before the application writes into it.
@@ -404,6 +411,7 @@ impl TcpLayer {
                     }
                 }
                 if let Some(conn) = self.conns.remove(k) {
+                    self.autotuned_total = self.autotuned_total.saturating_sub(conn.autotuned as usize);
                     self.buffers.put(conn.rx.into_storage());
                     self.buffers.put(conn.tx.into_storage());
                 }
