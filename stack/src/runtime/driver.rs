@@ -42,8 +42,6 @@ pub(crate) struct Shared {
     driver_wakes_at: AtomicU64,
     /// Scratch space for the descriptors whose readiness changed, reused by every call (under the stack lock).
     changed: Mutex<Vec<Fd>>,
-    /// The moving average of how long blocking calls waited, in nanoseconds: it decides whether they spin.
-    wait_ewma_ns: AtomicU64,
     /// Rung by socket calls that queued output, and by `shutdown`.
     doorbell: EventFd,
     stop: AtomicBool,
@@ -64,7 +62,6 @@ impl Shared {
             io: Mutex::new(DeviceIo { device: Box::new(device), tx, rx }),
             driver_wakes_at: AtomicU64::new(u64::MAX),
             changed: Mutex::new(Vec::new()),
-            wait_ewma_ns: AtomicU64::new(u64::MAX / 2),
             doorbell: EventFd::new()?,
             stop: AtomicBool::new(false),
             origin: std::time::Instant::now(),
@@ -230,7 +227,7 @@ impl NetStack {
                     std::thread::park_timeout(left);
                 }
             }
-            self.shared.record_wait(waiting_since.elapsed());
+            record_wait(waiting_since.elapsed());
             stack = self.shared.lock();
         }
     }
@@ -339,6 +336,29 @@ impl std::task::Wake for ThreadWaker {
 /// a parked thread costs tens of microseconds on the machines measured, so a request/response partner
 /// that answers within this is caught without that cost.
 const MAX_SPIN: Duration = Duration::from_micros(100);
+
+thread_local! {
+    /// The moving average of how long this thread's blocking calls waited, in nanoseconds: it decides whether
+    /// they spin. Kept per thread, not per stack: a thread blocked for seconds in `accept` must not stop the
+    /// thread reading a busy connection from spinning (a per-stack average did, whenever the two shared a
+    /// stack). `u64::MAX` until the thread's first wait, which then sets it (as the first RTT sample sets
+    /// SRTT, RFC 6298 section 2.2).
+    static WAIT_EWMA_NS: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) };
+}
+
+/// This thread's typical wait in a blocking call (very long until it has waited at all).
+fn typical_wait() -> Duration {
+    Duration::from_nanos(WAIT_EWMA_NS.with(std::cell::Cell::get))
+}
+
+/// Folds a blocking call's wait into this thread's moving average (weight 1/8, like SRTT).
+fn record_wait(waited: Duration) {
+    let sample = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX - 1);
+    WAIT_EWMA_NS.with(|ewma| {
+        let old = ewma.get();
+        ewma.set(if old == u64::MAX { sample } else { (old - old / 8).saturating_add(sample / 8) });
+    });
+}
 
 /// How long to spin when blocking calls typically wait `typical`: twice that while it is short, else not at
 /// all. Spinning yields the CPU on each turn, so on a busy machine the threads that will wake us still run.
@@ -485,7 +505,7 @@ impl Shared {
     /// take it and wake this one — two thread hops fewer, which on two cores shared with the peer is most of a
     /// round trip.
     fn spin_until_woken(&self, woken: &AtomicBool, since: std::time::Instant) {
-        let budget = spin_budget(Duration::from_nanos(self.wait_ewma_ns.load(Ordering::Relaxed)));
+        let budget = spin_budget(typical_wait());
         while !woken.load(Ordering::SeqCst) && since.elapsed() < budget {
             if !self.busy_poll() {
                 std::thread::yield_now();
@@ -510,14 +530,6 @@ impl Shared {
         }
         self.wake_changed(&mut stack);
         true
-    }
-
-    /// Folds a blocking call's wait into the moving average that sets the spin (weight 1/8, like SRTT).
-    fn record_wait(&self, waited: Duration) {
-        let sample = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
-        let old = self.wait_ewma_ns.load(Ordering::Relaxed);
-        let new = (old - old / 8).saturating_add(sample / 8);
-        self.wait_ewma_ns.store(new, Ordering::Relaxed);
     }
 
     /// Wakes the threads and tasks waiting on descriptors whose readiness may have changed.
@@ -573,7 +585,23 @@ mod spin_tests {
         assert_eq!(spin_budget(Duration::from_micros(20)), Duration::from_micros(40));
         assert_eq!(spin_budget(Duration::from_micros(80)), MAX_SPIN);
         assert_eq!(spin_budget(Duration::from_millis(5)), Duration::ZERO, "an idle connection does not spin");
-        assert_eq!(spin_budget(Duration::from_nanos(u64::MAX / 2)), Duration::ZERO, "nor a fresh stack");
+        assert_eq!(spin_budget(Duration::from_nanos(u64::MAX)), Duration::ZERO, "nor a thread that never waited");
+    }
+
+    #[test]
+    fn each_thread_spins_by_its_own_waits() {
+        assert_eq!(spin_budget(typical_wait()), Duration::ZERO, "a thread that never waited does not spin");
+        record_wait(Duration::from_micros(10));
+        assert_eq!(typical_wait(), Duration::from_micros(10), "the first wait sets the average");
+        assert!(spin_budget(typical_wait()) > Duration::ZERO, "short waits: this thread spins");
+        let other = std::thread::spawn(|| {
+            for _ in 0..64 {
+                record_wait(Duration::from_secs(2));
+            }
+            spin_budget(typical_wait())
+        });
+        assert_eq!(other.join().unwrap(), Duration::ZERO, "an idle acceptor does not spin");
+        assert!(spin_budget(typical_wait()) > Duration::ZERO, "nor does it stop this thread spinning");
     }
 }
 
