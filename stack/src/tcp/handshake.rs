@@ -94,6 +94,14 @@ pub struct Buffers {
     pub sndbuf: usize,
 }
 
+/// Where a new connection's send ring starts in its storage (its receive ring starts half a buffer further):
+/// a cache line picked by the initial sequence number, which is random (RFC 6528). Connections, and the two
+/// ends of one connection, so hold their stream bytes at different offsets modulo 4 KiB (see the note on 4K
+/// aliasing in `storage::ring_buffer`).
+fn ring_start(iss: SeqNum) -> usize {
+    (iss.0 as usize % 64) * 64
+}
+
 impl Connection {
     /// A TCB with every variable at its starting value, before either side's options are known.
     #[allow(clippy::too_many_arguments)]
@@ -129,8 +137,8 @@ impl Connection {
             rcv_ssthresh: usize::from(syn_window(buffers.rcvbuf, negotiated.our_mss)),
             pushed_seq: iss,
             negotiated,
-            tx: RingBuffer::new(buffers.sndbuf),
-            rx: RingBuffer::new(buffers.rcvbuf),
+            tx: RingBuffer::with_start(buffers.sndbuf, ring_start(iss)),
+            rx: RingBuffer::with_start(buffers.rcvbuf, ring_start(iss) + buffers.rcvbuf / 2),
             ooo: Assembler::new(config.max_ooo_ranges),
             rcv_tune: RcvAutotune::new(now, SeqNum(0), usize::from(negotiated.our_mss), buffers.rcvbuf),
             ooo_fin: None,
