@@ -94,13 +94,17 @@ pub struct Buffers {
     pub sndbuf: usize,
 }
 
-/// Where a new connection's send ring starts in its storage (its receive ring starts half a buffer further):
-/// a cache line picked by the initial sequence number, which is random (RFC 6528). Connections, and the two
-/// ends of one connection, so hold their stream bytes at different offsets modulo 4 KiB (see the note on 4K
-/// aliasing in `storage::ring_buffer`).
+/// Where a new connection's send ring starts in its storage: a cache line picked by the initial sequence
+/// number, which is random (RFC 6528), so that connections, and the two ends of one connection, hold their
+/// stream bytes at different offsets modulo 4 KiB (see the note on 4K aliasing in `storage::ring_buffer`).
+/// The receive ring starts [`HALF_PAGE`] further: one pooled buffer serves both rings in turn, and two
+/// positions a multiple of 4 KiB apart would alias.
 fn ring_start(iss: SeqNum) -> usize {
     (iss.0 as usize % 64) * 64
 }
+
+/// Half of a 4 KiB page.
+const HALF_PAGE: usize = 2048;
 
 impl Connection {
     /// A TCB with every variable at its starting value, before either side's options are known.
@@ -138,7 +142,7 @@ impl Connection {
             pushed_seq: iss,
             negotiated,
             tx: RingBuffer::with_start(buffers.sndbuf, ring_start(iss)),
-            rx: RingBuffer::with_start(buffers.rcvbuf, ring_start(iss) + buffers.rcvbuf / 2),
+            rx: RingBuffer::with_start(buffers.rcvbuf, ring_start(iss) + HALF_PAGE),
             ooo: Assembler::new(config.max_ooo_ranges),
             rcv_tune: RcvAutotune::new(now, SeqNum(0), usize::from(negotiated.our_mss), buffers.rcvbuf),
             ooo_fin: None,
