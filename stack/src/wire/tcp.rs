@@ -441,16 +441,22 @@ impl TcpHeader {
         offloaded: bool,
     ) {
         let header_len = self.header_len();
+        if offloaded {
+            self.emit_v4_for_offload(segment, src, dst);
+        } else {
+            // The header first, so that its narrow stores have reached the cache when it is read back for the
+            // checksum after the copy; and the payload summed from where it was copied from, not from the
+            // frame: loads right behind stores to the same bytes wait for them (a wide load cannot be
+            // forwarded from several narrow stores, nor from a copy still in flight).
+            self.emit_fields(segment);
+        }
         let body = &mut segment[header_len..];
         let (first, second) = body.split_at_mut(payload.0.len());
         first.copy_from_slice(payload.0);
         second.copy_from_slice(payload.1);
         if offloaded {
-            return self.emit_v4_for_offload(segment, src, dst);
+            return;
         }
-        self.emit_fields(segment);
-        // The payload is summed from where it was copied from, not from the frame just written: loads right
-        // behind the copy's stores would wait for them to reach the cache.
         let mut sum = checksum::pseudo_header_v4(src, dst, ip_proto::TCP, segment.len());
         sum = checksum::add(sum, &segment[..header_len]);
         sum = checksum::add(sum, payload.0);
