@@ -9,6 +9,7 @@ use crate::storage::flow_map::{flow_map, FlowMap};
 use crate::time::{earliest, Duration, Instant};
 use crate::wire::ethernet::MacAddr;
 use crate::wire::ipv4::Ipv4Header;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
@@ -76,6 +77,9 @@ pub struct NeighborCache {
     /// No entry has a timer due before this (it may be earlier than the true next deadline, never later), so
     /// that `poll` and `poll_at`, called on every pass of the driver, need not scan the table.
     next_due: Option<Instant>,
+    /// The last address looked up and found resolved: a flow's segments go to one neighbour, and comparing an
+    /// address is cheaper than hashing it for every segment. Forgotten whenever an entry changes or goes.
+    last_found: Cell<Option<(Ipv4Addr, MacAddr)>>,
 }
 
 /// The result of queuing a packet behind an unresolved address.
@@ -93,13 +97,21 @@ pub enum QueueOutcome {
 
 impl NeighborCache {
     pub fn new(config: ArpConfig, seed: u64) -> Self {
-        NeighborCache { config, entries: flow_map(seed), next_due: None }
+        NeighborCache { config, entries: flow_map(seed), next_due: None, last_found: Cell::new(None) }
     }
 
     /// The hardware address for `ip` if known (fresh or stale).
     pub fn lookup(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+        if let Some((last, mac)) = self.last_found.get() {
+            if last == ip {
+                return Some(mac);
+            }
+        }
         match self.entries.get(&ip)? {
-            State::Reachable { mac, .. } => Some(*mac),
+            State::Reachable { mac, .. } => {
+                self.last_found.set(Some((ip, *mac)));
+                Some(*mac)
+            }
             State::Incomplete { .. } => None,
         }
     }
@@ -159,6 +171,7 @@ impl NeighborCache {
             return Vec::new();
         }
         let fresh = State::Reachable { mac, confirmed: now, probes_sent: 0, next_probe: now };
+        self.last_found.set(None);
         self.next_due = earliest(self.next_due, Some(now + self.config.reachable_time));
         match self.entries.get_mut(&ip) {
             Some(state) => match std::mem::replace(state, fresh) {
@@ -214,6 +227,7 @@ impl NeighborCache {
         }
         for ip in dead {
             self.entries.remove(&ip);
+            self.last_found.set(None);
         }
         self.next_due = self.scan_next_due();
         actions
@@ -253,6 +267,7 @@ impl NeighborCache {
         match oldest {
             Some((_, ip)) => {
                 self.entries.remove(&ip);
+                self.last_found.set(None);
                 true
             }
             None => false,
@@ -274,6 +289,23 @@ mod tests {
             dont_fragment: true,
             never_fragment: false,
         }
+    }
+
+    #[test]
+    fn the_remembered_last_lookup_follows_changes_to_the_table() {
+        let mut cache = NeighborCache::new(ArpConfig::default(), 1);
+        let ip = Ipv4Addr::new(198, 18, 0, 2);
+        let (old, new) = (MacAddr([2, 0, 0, 0, 0, 2]), MacAddr([2, 0, 0, 0, 0, 3]));
+        cache.learn(Instant::ZERO, ip, old, true);
+        assert_eq!(cache.lookup(ip), Some(old));
+        assert_eq!(cache.lookup(ip), Some(old), "from the remembered lookup");
+        cache.learn(Instant::from_secs(1), ip, new, false);
+        assert_eq!(cache.lookup(ip), Some(new), "a moved neighbour is not looked up at its old address");
+        // Unconfirmed past the reachable time, then unanswered probes: the entry goes.
+        for s in 31..40 {
+            cache.poll(Instant::from_secs(s));
+        }
+        assert_eq!(cache.lookup(ip), None, "a dropped entry is not remembered");
     }
 
     #[test]
