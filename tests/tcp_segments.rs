@@ -557,6 +557,31 @@ fn retransmission_timeout_sends_no_rst() {
     assert_eq!(c.read(fd), Err(Errno::ETIMEDOUT));
 }
 
+/// The socket table's Send-Q is what was written and not yet acknowledged (Linux's write_seq - snd_una),
+/// before and after a retransmission timeout moves SND.NXT back (it once counted the resent bytes twice).
+#[test]
+fn send_q_is_the_unacknowledged_bytes_across_a_timeout() {
+    let (mut c, fd) = established();
+    c.write(fd, &app_bytes(10 * 1448));
+    while c.try_next().is_some() {}
+    let send_q = |c: &mut Conversation| {
+        let now = c.now;
+        let rows = c.stack.sockets_snapshot(now);
+        rows.iter().find(|r| r.fd == Some(fd.0)).expect("the connection's row").send_q
+    };
+    assert_eq!(send_q(&mut c), 10 * 1448);
+    // A tail loss probe, then the retransmission timeout: the first segment is resent, SND.NXT back at SND.UNA.
+    c.advance(250);
+    let mut resent = Vec::new();
+    while let Some(out) = c.try_next() {
+        resent.push(out.seq);
+    }
+    assert_eq!(resent.last(), Some(&1), "the timeout resent from SND.UNA: {resent:?}");
+    assert_eq!(send_q(&mut c), 10 * 1448, "a timeout does not change what is queued");
+    c.send(seg(ACK).seq(1).ack(1 + 4 * 1448));
+    assert_eq!(send_q(&mut c), 6 * 1448);
+}
+
 /// RFC 9293 section 3.10.4 and RFC 6298 section 5: our FIN occupies sequence space and is retransmitted like
 /// data until acknowledged.
 #[test]

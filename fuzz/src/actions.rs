@@ -1509,8 +1509,11 @@ impl<'c> World<'c> {
                     }
                 }
                 ("tcp", _) => {
-                    assert!(r.recv_q <= 2 * cfg.tcp.rmem_max, "invariant: receive queue over the buffer: {r:?}");
-                    assert!(r.send_q <= 2 * cfg.tcp.wmem_max, "invariant: send queue over the buffer: {r:?}");
+                    // SO_RCVBUF/SO_SNDBUF allow twice rmem_max/wmem_max; autotuning grows to its own maximum.
+                    let rcv_max = (2 * cfg.tcp.rmem_max).max(cfg.tcp.rcvbuf_autotune_max);
+                    let snd_max = (2 * cfg.tcp.wmem_max).max(cfg.tcp.sndbuf_autotune_max);
+                    assert!(r.recv_q <= rcv_max, "invariant: receive queue over the buffer: {r:?}");
+                    assert!(r.send_q <= snd_max, "invariant: send queue over the buffer: {r:?}");
                     if let Some(("on" | "persist", left)) = r.timer {
                         assert!(left <= rto_cap, "invariant: retransmission timer {left:?} over max_rto: {r:?}");
                     }

@@ -51,6 +51,10 @@ pub fn config() -> StackConfig {
     c.tcp.sndbuf_default = 16384;
     c.tcp.rmem_max = 65536;
     c.tcp.wmem_max = 65536;
+    // Autotuning grows buffers past wmem_max/rmem_max, as Linux's does past net.core's: small here too.
+    c.tcp.sndbuf_autotune_max = 131_072;
+    c.tcp.rcvbuf_autotune_max = 131_072;
+    c.tcp.autotune_total_max = 262_144;
     c.tcp.somaxconn = 16;
     c.tcp.max_time_wait = 16;
     c.tcp.max_ooo_ranges = 16;

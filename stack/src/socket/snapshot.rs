@@ -108,7 +108,9 @@ impl Stack {
         for (_, c) in self.tcp.conns.iter() {
             let mut row = blank("tcp", c.state.name(), v4(c.local));
             row.recv_q = c.rx.len();
-            row.send_q = c.snd_max.since(c.snd_una).min(c.tx.len()) + c.unsent();
+            // Everything written and not yet acknowledged (Linux's write_seq - snd_una): sent or not. Counting
+            // the sent bytes and then those past SND.NXT counted twice what a timeout had moved SND.NXT back over.
+            row.send_q = c.tx.len();
             row.peer = Some(v4(c.remote));
             row.timer = connection_timer(c, now);
             row.fd = c.fd.map(|f| f.0);
