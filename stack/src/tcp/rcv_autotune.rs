@@ -59,8 +59,8 @@ impl RcvAutotune {
         self.rtt_us8 = if self.rtt_us8 == 0 {
             sample.saturating_mul(8)
         } else {
-            // rtt += (sample - rtt) / 8, in eighths.
-            self.rtt_us8 - (self.rtt_us8 >> 3) + sample
+            // rtt += (sample - rtt) / 8, in eighths (saturating: a peer controls what it echoes).
+            (self.rtt_us8 - (self.rtt_us8 >> 3)).saturating_add(sample)
         };
     }
 
@@ -87,9 +87,9 @@ impl RcvAutotune {
         self.space = read.min(u32::MAX as usize) as u32;
         // Twice what was read, plus sixteen segments of cushion; then the growth seen in this round trip,
         // twice over (the window offered now is used during the next round trip).
-        let window = 2 * read + 16 * mss;
-        let growth = (window as u64 * (read - before) as u64 / before.max(1) as u64) as usize;
-        Some(window.saturating_add(2 * growth))
+        let window = read.saturating_mul(2).saturating_add(16 * mss);
+        let growth = u128::from(window as u64) * u128::from((read - before) as u64) / u128::from(before.max(1) as u64);
+        Some(window.saturating_add(usize::try_from(growth.saturating_mul(2)).unwrap_or(usize::MAX)))
     }
 }
 
@@ -149,6 +149,15 @@ mod tests {
         // Its estimate, not the fallback, sets the measurement's length.
         assert_eq!(t.on_data(at_ms(20), SeqNum(1_000_000), MSS, Duration::from_millis(1)), None);
         assert!(t.on_data(at_ms(36), SeqNum(1_000_000), MSS, Duration::from_millis(1)).is_some());
+    }
+
+    #[test]
+    fn echoes_from_an_hour_ago_do_not_overflow_the_estimate() {
+        let mut t = RcvAutotune::new(at_ms(0), SeqNum(0), MSS, 65_535);
+        for tsecr in 1..100 {
+            t.on_echo(tsecr, 3_599_999);
+        }
+        assert!(t.rtt().is_some_and(|rtt| rtt >= Duration::from_secs(500)), "{:?}", t.rtt());
     }
 
     #[test]
