@@ -127,6 +127,17 @@ impl Connection {
         let _ = config;
     }
 
+    /// True when `transmit` would send at most a bare ACK: no data, FIN, retransmission or probe is due.
+    /// (Conservative: data held back by the windows still counts as data to send.)
+    pub fn has_only_an_ack_to_send(&self) -> bool {
+        self.state == State::Established
+            && !self.tlp_probe_now
+            && !self.retransmit_now
+            && !self.probe_now
+            && self.unsent() == 0
+            && self.fin_seq.is_none()
+    }
+
     /// Fast retransmit or a NewReno partial acknowledgment: resend one segment from SND.UNA.
     fn retransmit_head(&mut self, now: Instant, out: &mut dyn SegmentOut, counters: &mut TcpCounters) -> bool {
         let outstanding_data = self.snd_max.since(self.snd_una).min(self.tx.len());
