@@ -155,28 +155,36 @@ fn sack_recovery_shortens_lossy_transfers() {
     println!("virtual time for 300 lossy transfers: with SACK {:?}, without {:?}", totals[0], totals[1]);
 }
 
-/// Send-buffer autotuning on a long fat path: 100 Mbit/s with a 50 ms round trip holds 625 KB in flight, more
-/// than the default 256 KiB send buffer. Against a receiver with a large buffer (Linux's grows to 6 MiB),
-/// a sender whose buffer stayed at 256 KiB could move at most 256 KiB per round trip; growing with the window
-/// it fills the path. Virtual time, so the comparison is exact.
-#[test]
-fn the_send_buffer_grows_to_fill_a_long_fat_path() {
+/// 8 MB from A to B over 100 Mbit/s with a 50 ms round trip (a path that holds 625 KB in flight), with the
+/// stacks configured by `tweak`; the virtual time it took, and A's retransmissions.
+fn long_fat_path_transfer(tweak: impl FnOnce(&mut StackConfig, &mut StackConfig)) -> (Duration, Option<u64>) {
     let faults = FaultConfig {
         delay: Duration::from_millis(25),
         rate_bytes_per_sec: Some(12_500_000),
         queue_limit: 10_000,
         ..FaultConfig::default()
     };
+    let (mut a, mut b) = configs();
+    tweak(&mut a, &mut b);
+    let mut sim = SimNet::new(a, b, PipeConfig::symmetric(1500, faults, 7));
+    let mut ex = Exchange::new(server(), vec![8_000_000], vec![0]);
+    ex.start(&mut sim);
+    assert!(sim.run_until(Instant::from_secs(60), |sim| ex.step(sim)), "transfer did not finish");
+    assert!(ex.errors().is_empty(), "{:?}", ex.errors());
+    (sim.now().since_origin(), sim.a.counters().get("TcpRetransSegs"))
+}
+
+/// Send-buffer autotuning on a long fat path: 625 KB in flight is more than the default 256 KiB send buffer.
+/// Against a receiver with a large buffer, a sender whose buffer stayed at 256 KiB could move at most 256 KiB
+/// per round trip; growing with the window it fills the path. Virtual time, so the comparison is exact.
+#[test]
+fn the_send_buffer_grows_to_fill_a_long_fat_path() {
     let transfer = |autotune_max: usize| {
-        let (mut a, mut b) = configs();
-        a.tcp.sndbuf_autotune_max = autotune_max;
-        b.tcp.rcvbuf_default = 4 << 20;
-        let mut sim = SimNet::new(a, b, PipeConfig::symmetric(1500, faults.clone(), 7));
-        let mut ex = Exchange::new(server(), vec![8_000_000], vec![0]);
-        ex.start(&mut sim);
-        assert!(sim.run_until(Instant::from_secs(60), |sim| ex.step(sim)), "transfer did not finish");
-        assert!(ex.errors().is_empty(), "{:?}", ex.errors());
-        sim.now().since_origin()
+        long_fat_path_transfer(|a, b| {
+            a.tcp.sndbuf_autotune_max = autotune_max;
+            b.tcp.rcvbuf_default = 4 << 20;
+        })
+        .0
     };
     let fixed = transfer(262_144);
     let grown = transfer(4 << 20);
@@ -186,28 +194,13 @@ fn the_send_buffer_grows_to_fill_a_long_fat_path() {
     assert!(grown * 3 < fixed * 2, "autotuning should fill the path: {grown:?} against {fixed:?}");
 }
 
-/// Receive-buffer autotuning on the same long fat path: with the sender's buffer free to grow, a receiver
-/// whose buffer stayed at the default 256 KiB caps the flow at 256 KiB per 50 ms round trip (the window it
-/// offers); measuring what its application reads per round trip, it grows the buffer and the window, as
-/// Linux does, and the path fills.
+/// Receive-buffer autotuning on the same path: with the sender's buffer free to grow, a receiver whose buffer
+/// stayed at the default 256 KiB caps the flow at 256 KiB per round trip (the window it offers); measuring
+/// what its application reads per round trip, it grows the buffer and the window, as Linux does, and the
+/// path fills.
 #[test]
 fn the_receive_buffer_grows_to_fill_a_long_fat_path() {
-    let faults = FaultConfig {
-        delay: Duration::from_millis(25),
-        rate_bytes_per_sec: Some(12_500_000),
-        queue_limit: 10_000,
-        ..FaultConfig::default()
-    };
-    let transfer = |autotune_max: usize| {
-        let (a, mut b) = configs();
-        b.tcp.rcvbuf_autotune_max = autotune_max;
-        let mut sim = SimNet::new(a, b, PipeConfig::symmetric(1500, faults.clone(), 7));
-        let mut ex = Exchange::new(server(), vec![8_000_000], vec![0]);
-        ex.start(&mut sim);
-        assert!(sim.run_until(Instant::from_secs(60), |sim| ex.step(sim)), "transfer did not finish");
-        assert!(ex.errors().is_empty(), "{:?}", ex.errors());
-        (sim.now().since_origin(), sim.a.counters().get("TcpRetransSegs"))
-    };
+    let transfer = |autotune_max: usize| long_fat_path_transfer(|_, b| b.tcp.rcvbuf_autotune_max = autotune_max);
     let (fixed, _) = transfer(262_144);
     let (grown, retransmitted) = transfer(6 << 20);
     println!(
