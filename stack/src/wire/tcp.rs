@@ -164,6 +164,9 @@ impl PartialEq for TcpOptions {
 
 impl Eq for TcpOptions {}
 
+/// NOP, NOP, then the kind and length of a Timestamps option: the first word of RFC 7323 Appendix A's layout.
+const ALIGNED_TIMESTAMPS: [u8; 4] = [kind::NOP, kind::NOP, kind::TIMESTAMPS, kind::TIMESTAMPS_LEN as u8];
+
 impl TcpOptions {
     /// The SACK blocks in use.
     pub fn sack_blocks(&self) -> &[(SeqNum, SeqNum)] {
@@ -186,6 +189,12 @@ impl TcpOptions {
     /// and known kinds with a length other than their own, are skipped by their length (MUST-6, MUST-68).
     pub fn parse(mut list: &[u8]) -> TcpOptions {
         let mut opts = TcpOptions::default();
+        // The layout nearly every segment of a connection with timestamps carries, NOP, NOP, Timestamps (RFC
+        // 7323 Appendix A): read at once, as Linux's tcp_parse_aligned_timestamp does.
+        if list.len() == ALIGNED_TIMESTAMPS.len() + 8 && list.starts_with(&ALIGNED_TIMESTAMPS) {
+            opts.timestamps = Some((be32(list, 4), be32(list, 8)));
+            return opts;
+        }
         while let Some((&kind, rest)) = list.split_first() {
             match kind {
                 // "This option code indicates the end of the option list" (RFC 9293 section 3.2).
@@ -782,6 +791,22 @@ mod tests {
         o.set_sack_blocks(&blocks(4));
         o.sack_count = 200;
         assert_eq!(o.sack_blocks().len(), 4);
+    }
+
+    #[test]
+    fn the_aligned_timestamps_layout_reads_as_the_general_walk_does() {
+        let aligned = [1, 1, 8, 10, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 7];
+        assert_eq!(TcpOptions::parse(&aligned).timestamps, Some((0xdead_beef, 7)));
+        // The same option unaligned, and followed by a SACK block: the general walk, the same timestamps.
+        let unaligned = [8, 10, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 7, 1, 1];
+        assert_eq!(TcpOptions::parse(&unaligned).timestamps, Some((0xdead_beef, 7)));
+        let mut with_sack = aligned.to_vec();
+        with_sack.extend_from_slice(&[1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 9]);
+        let opts = TcpOptions::parse(&with_sack);
+        assert_eq!(opts.timestamps, Some((0xdead_beef, 7)));
+        assert_eq!(opts.sack_blocks(), &[(SeqNum(1), SeqNum(9))]);
+        // A truncated aligned layout is not taken for one.
+        assert_eq!(TcpOptions::parse(&aligned[..11]).timestamps, None);
     }
 
     #[test]
