@@ -335,6 +335,26 @@ fn simultaneous_open_completes_with_the_peers_ack() {
     c.expect_data(ACK | PSH, 1, 1, 1);
 }
 
+/// Receive-buffer autotuning starts measuring when a simultaneous open becomes established, as for the
+/// other opens: a few kilobytes read do not count as everything since sequence number zero (the buffer once
+/// jumped to its 6 MiB maximum here).
+#[test]
+fn a_simultaneous_open_measures_reading_from_its_own_start() {
+    let mut c = Conversation::new();
+    let fd = c.connect(8080);
+    c.expect_seg(SYN, 0, 0);
+    c.send(linux_syn());
+    c.expect_seg(SYN | ACK, 0, 1);
+    c.send(seg(ACK).seq(1).ack(1));
+    c.discard();
+    for round in 0..3u32 {
+        c.advance(20);
+        c.send(seg(ACK).seq(1 + round * 1448).ack(1).fill(1448));
+        assert_eq!(c.read(fd).unwrap().len(), 1448);
+    }
+    assert_eq!(c.stack.getsockopt(fd, SockOpt::RcvBuf).unwrap(), 262_144, "4,344 bytes read need no more");
+}
+
 /// RFC 9293 section 3.5, figure 8, line 6: in SYN-RECEIVED, the peer's SYN-ACK (`<SEQ=300><ACK=101><CTL=SYN,ACK>`,
 /// its SYN again with an ACK of ours) moves the connection to ESTABLISHED. Linux accepts it explicitly
 /// (`tcp_validate_incoming`: "RFC 5961 4.2 : SYN-ACK in SYN_RECV for simultaneous open").

@@ -136,8 +136,7 @@ impl Connection {
             self.state = State::Established;
             self.rcv_adv = self.rcv_nxt;
             self.rcv_ssthresh = usize::from(super::handshake::syn_window(self.rx.capacity(), self.negotiated.our_mss));
-            let mss = usize::from(self.negotiated.our_mss);
-            self.rcv_tune = RcvAutotune::new(now, self.rcv_nxt, mss, self.rx.capacity());
+            self.start_receive_autotuning(now);
             self.pushed_seq = self.snd_una;
             self.ack_now = true;
             ctx.counters.active_opens += 1;
@@ -206,6 +205,7 @@ impl Connection {
             self.retries = 0;
             self.rtt.reset_backoff();
             self.state = State::Established;
+            self.start_receive_autotuning(now);
             self.ack_now = true;
             ctx.counters.active_opens += 1;
             return Processed::outcome(Outcome::Established);
@@ -290,6 +290,7 @@ impl Connection {
                 return Processed { outcome: Outcome::Alive, reset_reply: Some(seg.ack) };
             }
             self.state = State::Established;
+            self.start_receive_autotuning(now);
             self.snd_wnd = usize::from(seg.window) << self.negotiated.snd_wscale;
             self.max_snd_wnd = self.snd_wnd;
             self.snd_wl1 = seg.seq;
@@ -472,6 +473,13 @@ impl Connection {
         *ctx.autotuned_total += added;
         self.autotuned = self.autotuned.saturating_add(u32::try_from(added).unwrap_or(u32::MAX));
         Some(to)
+    }
+
+    /// Starts receive-buffer autotuning's measurements as the connection becomes established (RCV.NXT is
+    /// known from then on).
+    fn start_receive_autotuning(&mut self, now: Instant) {
+        let mss = usize::from(self.negotiated.our_mss);
+        self.rcv_tune = RcvAutotune::new(now, self.rcv_nxt, mss, self.rx.capacity());
     }
 
     /// Receive-buffer autotuning (see [`RcvAutotune`]), after a segment's new data was taken: time the
