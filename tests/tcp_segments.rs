@@ -317,15 +317,22 @@ fn syn_ack_retransmission_backs_off_and_the_half_open_connection_expires() {
     c.expect_seg(RST, 1, 0);
 }
 
+/// Figure 8's start (RFC 9293 section 3.5): our SYN crosses the peer's, and we answer its SYN with a SYN-ACK
+/// from the same ISN. Returns the connecting socket, in SYN-RECEIVED, and that SYN-ACK.
+fn crossing_syns(c: &mut Conversation) -> (Fd, Out) {
+    let fd = c.connect(8080);
+    c.expect_seg(SYN, 0, 0);
+    c.send(linux_syn());
+    let syn_ack = c.expect_seg(SYN | ACK, 0, 1);
+    (fd, syn_ack)
+}
+
 /// RFC 9293 section 3.5, figure 8 (simultaneous open), up to the point where both sides agree through an ACK:
 /// our SYN crosses the peer's; we answer its SYN with a SYN-ACK from the same ISN; its ACK establishes.
 #[test]
 fn simultaneous_open_completes_with_the_peers_ack() {
     let mut c = Conversation::new();
-    let fd = c.connect(8080);
-    c.expect_seg(SYN, 0, 0);
-    c.send(linux_syn());
-    let syn_ack = c.expect_seg(SYN | ACK, 0, 1);
+    let (fd, syn_ack) = crossing_syns(&mut c);
     assert_eq!(syn_ack.options.mss, Some(1460));
     assert_eq!(c.stack.connect(fd, Some(peer(8080))), Err(Errno::EALREADY), "SYN-RECEIVED");
     c.send(seg(ACK).seq(1).ack(1));
@@ -341,10 +348,7 @@ fn simultaneous_open_completes_with_the_peers_ack() {
 #[test]
 fn a_simultaneous_open_measures_reading_from_its_own_start() {
     let mut c = Conversation::new();
-    let fd = c.connect(8080);
-    c.expect_seg(SYN, 0, 0);
-    c.send(linux_syn());
-    c.expect_seg(SYN | ACK, 0, 1);
+    let (fd, _) = crossing_syns(&mut c);
     c.send(seg(ACK).seq(1).ack(1));
     c.discard();
     for round in 0..3u32 {
@@ -361,10 +365,7 @@ fn a_simultaneous_open_measures_reading_from_its_own_start() {
 #[test]
 fn simultaneous_open_completes_with_the_peers_syn_ack() {
     let mut c = Conversation::new();
-    let fd = c.connect(8080);
-    c.expect_seg(SYN, 0, 0);
-    c.send(linux_syn());
-    c.expect_seg(SYN | ACK, 0, 1);
+    let (fd, _) = crossing_syns(&mut c);
     c.send(seg(SYN | ACK).seq(0).ack(1).win(64240).mss(1460).sack_perm().ts().wscale(7));
     c.discard();
     assert_eq!(c.stack.connect(fd, Some(peer(8080))), Ok(()), "ESTABLISHED after figure 8's line 6");

@@ -243,7 +243,7 @@ impl Connection {
         c.rcv_nxt = irs + 1;
         c.rcv_adv = c.rcv_nxt + usize::from(syn_window);
         c.rcv_ssthresh = usize::from(syn_window);
-        c.rcv_tune = RcvAutotune::new(now, c.rcv_nxt, usize::from(c.negotiated.our_mss), c.rx.capacity());
+        c.start_receive_autotuning(now);
         c.pushed_seq = c.snd_nxt;
         c.last_ack_sent = c.rcv_nxt;
         c.snd_wnd = usize::from(peer_window) << c.negotiated.snd_wscale;

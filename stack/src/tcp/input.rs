@@ -477,7 +477,7 @@ impl Connection {
 
     /// Starts receive-buffer autotuning's measurements as the connection becomes established (RCV.NXT is
     /// known from then on).
-    fn start_receive_autotuning(&mut self, now: Instant) {
+    pub(super) fn start_receive_autotuning(&mut self, now: Instant) {
         let mss = usize::from(self.negotiated.our_mss);
         self.rcv_tune = RcvAutotune::new(now, self.rcv_nxt, mss, self.rx.capacity());
     }

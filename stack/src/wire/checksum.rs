@@ -10,13 +10,15 @@ pub fn checksum(data: &[u8]) -> u16 {
     !fold(add(0, data))
 }
 
+/// The sum of an IPv4 address's two 16-bit words.
+pub fn address_v4(ip: Ipv4Addr) -> u64 {
+    let [a, b, c, d] = ip.octets();
+    u64::from(u16::from_be_bytes([a, b])) + u64::from(u16::from_be_bytes([c, d]))
+}
+
 /// The IPv4 pseudo-header sum for TCP and UDP (RFC 9293 section 3.1, RFC 768).
 pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: usize) -> u64 {
-    let words = |ip: Ipv4Addr| {
-        let [a, b, c, d] = ip.octets();
-        u64::from(u16::from_be_bytes([a, b])) + u64::from(u16::from_be_bytes([c, d]))
-    };
-    words(src) + words(dst) + u64::from(protocol) + (length as u64 & 0xffff_ffff)
+    address_v4(src) + address_v4(dst) + u64::from(protocol) + (length as u64 & 0xffff_ffff)
 }
 
 /// Adds `data` that sits `odd` bytes past a 16-bit boundary (`odd` true: the second half of a ring split at an

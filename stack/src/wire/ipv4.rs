@@ -141,11 +141,8 @@ impl Ipv4Header {
             flags_frag,
             u16::from(self.ttl) << 8 | u16::from(self.protocol),
         ];
-        let address_words = |ip: Ipv4Addr| {
-            let [a, b, c, d] = ip.octets();
-            u64::from(u16::from_be_bytes([a, b])) + u64::from(u16::from_be_bytes([c, d]))
-        };
-        let sum = words.iter().map(|&w| u64::from(w)).sum::<u64>() + address_words(self.src) + address_words(self.dst);
+        let addresses = checksum::address_v4(self.src) + checksum::address_v4(self.dst);
+        let sum = words.iter().map(|&w| u64::from(w)).sum::<u64>() + addresses;
         buf[10..12].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
     }
 }
