@@ -319,8 +319,8 @@ impl TcpLayer {
         }
     }
 
-    /// Queues connection `k` to send at the end of the receive batch. Segments of one connection arrive
-    /// back to back, so a repeat is caught by looking at the last entry.
+    /// Queues connection `k` to send at the end of the receive batch or the next poll. Segments of one
+    /// connection arrive back to back, so a repeat is caught by looking at the last entry.
     fn defer_transmit(&mut self, k: SlabKey) {
         if self.ready.back() != Some(&k) {
             self.ready.push_back(k);
@@ -820,9 +820,11 @@ impl TcpLayer {
         self.send_syn_ack(now, hk);
     }
 
-    /// Marks a connection as having output to flush on the next poll.
+    /// Marks a connection as having output to flush on the next poll. A call right after a receive batch
+    /// finds the connection last in the queue, where the batch's deferred ACK left it (a request answered
+    /// in the same poll): it is not queued twice, as a second turn would find nothing to send.
     pub fn wake(&mut self, k: SlabKey) {
-        self.ready.push_back(k);
+        self.defer_transmit(k);
     }
 
     /// `connect()` from an explicitly bound port whose four-tuple is in TIME-WAIT: Linux (tcp_twsk_unique)
