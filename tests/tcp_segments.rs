@@ -183,8 +183,10 @@ fn window_scale_applies_to_the_peers_windows_after_the_syn() {
     c.expect_nothing();
 
     c.send(seg(ACK).seq(1).ack(1001).win(250)); // 250 << 4 = 4000 bytes
+                                                // One super-segment, cut before the device (software GSO): PSH on its last piece only, where Linux's
+                                                // tcp_gso_segment leaves it too.
     c.expect_data(ACK, 1001, 1, 1460);
-    c.expect_data(ACK | PSH, 2461, 1, 1460); // 2920 bytes since the last push: over half of 4000
+    c.expect_data(ACK, 2461, 1, 1460);
     c.expect_data(ACK | PSH, 3921, 1, 1080);
     c.expect_nothing();
 }
@@ -1264,6 +1266,39 @@ fn nagle_holds_small_writes_while_a_small_segment_is_outstanding() {
     c.expect_nothing();
     c.send(seg(ACK).seq(1).ack(1849));
     c.expect_data(ACK | PSH, 1849, 1, 50);
+}
+
+/// A write of several MSS leaves as one super-segment, cut into segments just before the device (software
+/// GSO, as Linux's TCP builds GSO packets whatever the device). Its small last piece obeys Nagle as a
+/// segment of its own would (Linux's `tcp_mss_split_point`): while a small segment is unacknowledged the
+/// super-segment stops at its last whole MSS. `TcpOutSegs` counts the segments on the wire.
+#[test]
+fn a_super_segments_small_last_piece_waits_for_nagle() {
+    let (mut c, fd) = established();
+    c.write(fd, &app_bytes(100));
+    c.expect_data(ACK | PSH, 1, 1, 100);
+    let out_segs = c.stack.counters().get("TcpOutSegs").unwrap();
+    c.write(fd, &app_bytes(3 * 1448 + 100));
+    c.expect_data(ACK, 101, 1, 1448);
+    c.expect_data(ACK, 1549, 1, 1448);
+    c.expect_data(ACK, 2997, 1, 1448);
+    c.expect_nothing();
+    assert_eq!(c.stack.counters().get("TcpOutSegs"), Some(out_segs + 3), "one super-segment, three on the wire");
+    c.send(seg(ACK).seq(1).ack(101));
+    c.expect_data(ACK | PSH, 4445, 1, 100);
+}
+
+/// A device with segmentation offload cuts super-segments at what fits the MTU. A peer that asked for a
+/// smaller MSS must get segments of its size: the stack cuts those super-segments itself, checksummed.
+#[test]
+fn super_segments_for_a_smaller_peer_mss_are_cut_by_the_stack() {
+    let mut c = Conversation::with(|config| config.tcp.gso_max_size = 65_000);
+    let (_, fd) = c.open_passive(linux_syn().mss(536));
+    c.write(fd, &app_bytes(3 * 524));
+    c.expect_data(ACK, 1, 1, 524); // 536 less the 12 bytes of the timestamps option
+    c.expect_data(ACK, 525, 1, 524);
+    c.expect_data(ACK | PSH, 1049, 1, 524);
+    c.expect_nothing();
 }
 
 /// tcp(7) TCP_NODELAY: Nagle off, every write goes out at once.

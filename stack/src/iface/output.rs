@@ -164,11 +164,8 @@ impl Stack {
     fn emit_frames(&mut self, packet: &PendingPacket, payload: &[u8], mac: MacAddr, tx: &mut dyn FrameSink) {
         let mtu = self.config.mtu;
         let mut header = packet.header;
-        // A TCP super-segment may exceed the MTU when the device cuts it into segments that fit (segmentation
-        // offload): it goes out whole.
-        let offloaded =
-            header.protocol == ip_proto::TCP && MIN_HEADER_LEN + payload.len() <= self.config.tcp.gso_max_size;
-        if MIN_HEADER_LEN + payload.len() <= mtu || offloaded {
+        // (TCP's super-segments never come this way: they are cut before, see `TcpFrameWriter`.)
+        if MIN_HEADER_LEN + payload.len() <= mtu {
             header.dont_fragment = packet.dont_fragment;
             self.emit_one(&header, payload, mac, tx);
             return;

@@ -10,6 +10,7 @@ use crate::tcp::connection::{Outcome, State};
 use crate::tcp::layer::Demuxed;
 use crate::tcp::segment::{OutSegment, SegmentOut};
 use crate::time::Instant;
+use crate::wire::ethernet::MacAddr;
 use crate::wire::ip_proto;
 use crate::wire::ipv4::{Ipv4Header, MIN_HEADER_LEN};
 use crate::wire::tcp::{TcpHeader, MIN_HEADER_LEN as TCP_MIN_HEADER_LEN};
@@ -127,9 +128,10 @@ impl Stack {
 
 /// Writes TCP segments straight into device frames, behind the Ethernet and IPv4 headers, so that a
 /// segment's payload is copied once, from the send buffer to the frame (and summed on the way). It takes the
-/// common case only — a neighbour whose hardware address is known, a segment that fits the MTU or that the
-/// device cuts — and declines the rest (loopback, a next hop still being resolved), which then take the
-/// general path through [`Stack::send_ipv4`] with the same result.
+/// common case only — a neighbour whose hardware address is known — and declines the rest (loopback, a next
+/// hop still being resolved), which then take the general path through [`Stack::send_ipv4`] with the same
+/// result. A super-segment goes to the device whole when the device cuts it where TCP would; otherwise it
+/// is cut here, each piece written to a frame of its own (software GSO).
 pub(crate) struct TcpFrameWriter<'a> {
     config: &'a StackConfig,
     neighbors: &'a NeighborCache,
@@ -148,6 +150,30 @@ impl<'a> TcpFrameWriter<'a> {
     ) -> Self {
         TcpFrameWriter { config, neighbors, counters, next_ident, tx }
     }
+
+    /// True when the device takes `segment` whole and cuts it itself: it has segmentation offload for a
+    /// packet this long, and it cuts at what fits the MTU behind these headers (the vnet header's
+    /// `gso_size`, see `ustack_netdev::vnet`), which must be the MSS TCP cut at.
+    fn device_cuts(&self, segment: &OutSegment<'_>, ip_len: usize) -> bool {
+        ip_len <= self.config.tcp.gso_max_size
+            && MIN_HEADER_LEN + segment.header.header_len() + segment.mss == self.config.mtu
+    }
+
+    /// What `send_ipv4` does for a TCP segment, with the segment written in place: one frame.
+    fn write_frame(&mut self, segment: &OutSegment<'_>, mac: MacAddr, device_cuts: bool) {
+        self.counters.ip.out_requests += 1;
+        *self.next_ident = self.next_ident.wrapping_add(1);
+        let tcp_len = segment.wire_len();
+        let ttl = segment.ttl.unwrap_or(self.config.ttl);
+        let mut ip = Ipv4Header::new(self.config.ipv4.addr, *segment.remote.ip(), ip_proto::TCP, ttl, tcp_len);
+        ip.ident = *self.next_ident;
+        ip.tos = segment.tos;
+        // TCP always sets DF: its segments are sized to the path MTU.
+        ip.dont_fragment = true;
+        if let Some(room) = ipv4_frame(self.tx, self.counters, mac, self.config.mac, &ip, tcp_len) {
+            segment.emit(room, device_cuts);
+        }
+    }
 }
 
 impl SegmentOut for TcpFrameWriter<'_> {
@@ -155,23 +181,18 @@ impl SegmentOut for TcpFrameWriter<'_> {
         let dst = *segment.remote.ip();
         let Ok(NextHop::Neighbor(hop)) = self.config.route(dst) else { return false };
         let Some(mac) = self.neighbors.lookup(hop) else { return false };
-        let tcp_len = segment.wire_len();
-        let ip_len = MIN_HEADER_LEN + tcp_len;
-        // A super-segment over the MTU is the device's to cut (segmentation offload); see `emit_frames`.
-        if ip_len > self.config.mtu && ip_len > self.config.tcp.gso_max_size {
-            return false;
-        }
-        // What `send_ipv4` does for a TCP segment, with the segment written in place.
-        self.counters.ip.out_requests += 1;
-        *self.next_ident = self.next_ident.wrapping_add(1);
-        let ttl = segment.ttl.unwrap_or(self.config.ttl);
-        let mut ip = Ipv4Header::new(self.config.ipv4.addr, dst, ip_proto::TCP, ttl, tcp_len);
-        ip.ident = *self.next_ident;
-        ip.tos = segment.tos;
-        // TCP always sets DF: its segments are sized to the path MTU.
-        ip.dont_fragment = true;
-        if let Some(room) = ipv4_frame(self.tx, self.counters, mac, self.config.mac, &ip, tcp_len) {
-            segment.emit(room);
+        let ip_len = MIN_HEADER_LEN + segment.wire_len();
+        if !segment.is_super_segment() {
+            if ip_len > self.config.mtu {
+                return false; // too long for the MTU: IP refuses it (TCP sets DF)
+            }
+            self.write_frame(segment, mac, false);
+        } else if MIN_HEADER_LEN + segment.header.header_len() + segment.mss > self.config.mtu {
+            return false; // its pieces would be too long for the MTU
+        } else if self.device_cuts(segment, ip_len) {
+            self.write_frame(segment, mac, true);
+        } else {
+            segment.for_each_piece(|piece| self.write_frame(piece, mac, false));
         }
         true
     }

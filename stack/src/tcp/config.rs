@@ -68,6 +68,12 @@ pub struct TcpConfig {
     /// Largest TCP packet (IP header included) the device cuts into MTU-sized segments for us, or 0 when it
     /// has no segmentation offload (Linux's per-device `gso_max_size`). The runtime sets it from the device.
     pub gso_max_size: usize,
+    /// Largest TCP packet (IP header included) TCP builds when the device cannot cut it: the stack then
+    /// cuts it into segments itself, at the last moment, while writing the frames (Linux's generic
+    /// segmentation offload, GSO, which its TCP uses whatever the device). TCP's per-segment work — the
+    /// windows, the timers, the loss-detection log, the header — is then done once per super-segment.
+    /// 0 turns it off.
+    pub software_gso_max_size: usize,
 }
 
 impl Default for TcpConfig {
@@ -103,6 +109,7 @@ impl Default for TcpConfig {
             max_ooo_ranges: 64,
             somaxconn: 4096,
             gso_max_size: 0,
+            software_gso_max_size: 65_535,
         }
     }
 }

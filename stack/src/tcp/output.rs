@@ -212,31 +212,32 @@ impl Connection {
             if len == 0 {
                 break;
             }
+            if len > mss && !len.is_multiple_of(mss) {
+                // A super-segment's last piece is a small segment on the wire: it goes now only if it could go
+                // alone (Linux's tcp_mss_split_point); otherwise the super-segment stops at a whole MSS.
+                let is_last = len == unsent;
+                let fin_here = is_last && self.fin_seq.is_some_and(|f| f == self.snd_nxt + len);
+                if self.holds_back_small(len % mss, is_last, fin_here, true) {
+                    len -= len % mss;
+                }
+            }
             let is_last = len == unsent;
             let fin_here = is_last && self.fin_seq.is_some_and(|f| f == self.snd_nxt + len);
-            // Nagle (RFC 1122 section 4.2.3.4) in Minshall's form, as Linux does it: hold a less-than-full
-            // segment back only while an earlier small segment is unacknowledged — unless TCP_NODELAY, or the
-            // segment carries our FIN (nothing more will come to fill it).
-            let small_outstanding = self.snd_sml.gt(self.snd_una) && in_flight > 0;
-            if len < mss && small_outstanding && !self.opts.nodelay && !fin_here && !self.retransmitting() {
-                break;
-            }
-            // Sender SWS avoidance (RFC 9293 section 3.8.6.2.1): do not send a sliver the window allows when more
-            // is waiting, unless it is at least half the largest window the peer offered.
-            if len < mss && !is_last && !self.retransmitting() && len < self.max_snd_wnd / 2 {
+            if len < mss && self.holds_back_small(len, is_last, fin_here, in_flight > 0) {
                 break;
             }
             let retransmission = self.snd_nxt.lt(self.snd_max);
             self.emit_data(now, self.snd_nxt, len, fin_here, out, counters);
             if retransmission {
-                counters.retrans_segs += 1;
+                counters.retrans_segs += len.div_ceil(mss) as u64;
             } else {
                 self.pto_restart = true;
                 if self.rtt_probe.is_none() {
                     self.rtt_probe = Some((self.snd_nxt, now));
                 }
             }
-            if len < mss {
+            // Minshall's "last small segment sent", a super-segment's small last piece included.
+            if !len.is_multiple_of(mss) {
                 self.snd_sml = self.snd_nxt + len;
             }
             self.snd_nxt += len + usize::from(fin_here);
@@ -247,6 +248,22 @@ impl Connection {
             sent = true;
         }
         sent
+    }
+
+    /// Whether a segment of `len` bytes, less than an MSS, waits for more data or more window. Nagle (RFC 1122
+    /// section 4.2.3.4) in Minshall's form, as Linux does it: a small segment waits while an earlier small
+    /// segment is unacknowledged (`outstanding`: data is in flight) — unless TCP_NODELAY, or it carries our
+    /// FIN (nothing more will come to fill it). Sender SWS avoidance (RFC 9293 section 3.8.6.2.1): a sliver
+    /// the window allows waits when more data is queued behind it, unless it is at least half the largest
+    /// window the peer offered. Resending after a timeout waits for neither.
+    fn holds_back_small(&self, len: usize, is_last: bool, fin_here: bool, outstanding: bool) -> bool {
+        if self.retransmitting() {
+            return false;
+        }
+        let small_outstanding = self.snd_sml.gt(self.snd_una) && outstanding;
+        let nagle = small_outstanding && !self.opts.nodelay && !fin_here;
+        let sender_sws = !is_last && len < self.max_snd_wnd / 2;
+        nagle || sender_sws
     }
 
     /// True after a timeout moved SND.NXT back: resending goes at the pace of the congestion window, not Nagle.
@@ -297,8 +314,8 @@ impl Connection {
         }
         let header = self.header(now, seq, flags);
         let (a, b) = self.tx.peek(offset, len);
-        self.push_segment(out, &header, (a, b));
-        counters.out_segs += 1;
+        // Linux's OutSegs counts segments on the wire (`tcp_skb_pcount`), a super-segment as its pieces.
+        counters.out_segs += self.push_segment(out, &header, (a, b)) as u64;
         self.after_ack_sent();
         let retransmission = seq.lt(self.snd_max);
         if len > 0 && self.negotiated.sack_ok {
@@ -432,42 +449,38 @@ impl Connection {
         (self.negotiated.send_mss + ts_len).saturating_sub(options.len()).max(1)
     }
 
-    /// The most payload one segment may carry now, given the MSS `mss` ([`Connection::data_mss`]): one MSS; or, when the device segments for us
-    /// (`TcpConfig::gso_max_size`), as many whole MSS as fit in one super-segment, which the device cuts
-    /// into segments of what fits its MTU — Linux sizes its TSO bursts the same way (`tcp_tso_autosize`,
-    /// without the pacing). That cut is the MSS only while our MSS is what limits segments (a peer that
-    /// asked for smaller ones gets MSS-sized segments), and only traffic that crosses the device gets it:
-    /// loopback segments come straight back to us with their partial checksums.
+    /// The most payload one segment may carry now, given the MSS `mss` ([`Connection::data_mss`]): as many
+    /// whole MSS as fit in one super-segment — of the device's size when it cuts segments itself
+    /// (`TcpConfig::gso_max_size`), of `TcpConfig::software_gso_max_size` when the stack cuts them — or one
+    /// MSS. Linux sizes its TSO and GSO bursts the same way (`tcp_tso_autosize`, without the pacing).
+    /// Segments to ourselves are never super: they come straight back in through the loopback queue.
     pub(crate) fn segment_limit(&self, config: &TcpConfig, mss: usize) -> usize {
-        if config.gso_max_size == 0 {
-            return mss;
-        }
-        let ts_len = if self.negotiated.ts.is_some() { TIMESTAMP_OPTION_LEN } else { 0 };
-        // The device cuts at what fits its MTU: that is our MSS only when TCP_MAXSEG did not lower it.
-        let ours_limits = self.negotiated.send_mss + ts_len == usize::from(self.negotiated.our_mss)
-            && self.opts.user_mss.is_none_or(|m| m >= self.negotiated.our_mss);
+        let max_size = if config.gso_max_size > 0 { config.gso_max_size } else { config.software_gso_max_size };
         let local = self.remote.ip() == self.local.ip() || self.remote.ip().is_loopback();
-        if !ours_limits || local {
+        if max_size == 0 || local {
             return mss;
         }
         // Room for the IP header and the longest TCP header around the payload.
-        let whole_segments = config.gso_max_size.saturating_sub(20 + 60) / mss;
+        let whole_segments = max_size.saturating_sub(20 + 60) / mss;
         whole_segments.max(1) * mss
     }
 
-    /// Builds a segment of this connection, with its socket's IP options. One larger than an MSS is a
-    /// super-segment for the device to cut (see [`Connection::segment_limit`]).
-    fn push_segment(&self, out: &mut dyn SegmentOut, header: &TcpHeader, payload: (&[u8], &[u8])) {
-        let offloaded = payload.0.len() + payload.1.len() > self.largest_segment();
-        out.push(&OutSegment {
+    /// Builds a segment of this connection, with its socket's IP options, and returns how many segments it
+    /// makes on the wire. One larger than an MSS is a super-segment (see [`Connection::segment_limit`]),
+    /// cut at the MSS of its options.
+    fn push_segment(&self, out: &mut dyn SegmentOut, header: &TcpHeader, payload: (&[u8], &[u8])) -> usize {
+        let mss = if payload.0.is_empty() && payload.1.is_empty() { usize::MAX } else { self.data_mss() };
+        let segment = OutSegment {
             local: self.local,
             remote: self.remote,
             header,
             payload,
-            offloaded,
+            mss,
             ttl: self.opts.ttl,
             tos: self.opts.tos,
-        });
+        };
+        out.push(&segment);
+        segment.pieces()
     }
 
     /// Any segment with ACK settles pending acknowledgments.

@@ -3,20 +3,22 @@
 //! its IP and Ethernet headers (no copy in between); otherwise it is a [`SegmentBuf`], which keeps segments
 //! built whole until the stack hands them to IP.
 
-use crate::wire::tcp::TcpHeader;
+use crate::wire::tcp::{TcpFlags, TcpHeader};
 use std::net::SocketAddrV4;
 use std::ops::Range;
 
 /// A segment as a connection hands it over: addresses, header, payload (up to two slices, a ring buffer's
-/// two halves) and the IP fields its socket sets.
+/// two halves) and the IP fields its socket sets. A payload longer than `mss` makes it a super-segment,
+/// which a device with segmentation offload cuts, or the stack itself before the device
+/// ([`OutSegment::for_each_piece`]).
 #[derive(Debug, Clone, Copy)]
 pub struct OutSegment<'a> {
     pub local: SocketAddrV4,
     pub remote: SocketAddrV4,
     pub header: &'a TcpHeader,
     pub payload: (&'a [u8], &'a [u8]),
-    /// A super-segment for the device to cut: it carries only a partial checksum.
-    pub offloaded: bool,
+    /// The payload of each segment on the wire.
+    pub mss: usize,
     /// The socket's `IP_TTL` (`None`: the stack's default) and `IP_TOS`.
     pub ttl: Option<u8>,
     pub tos: u8,
@@ -25,17 +27,73 @@ pub struct OutSegment<'a> {
 impl<'a> OutSegment<'a> {
     /// A segment without payload, with the stack's IP defaults (resets and ACKs on behalf of no socket).
     pub fn bare(local: SocketAddrV4, remote: SocketAddrV4, header: &'a TcpHeader) -> Self {
-        OutSegment { local, remote, header, payload: (&[], &[]), offloaded: false, ttl: None, tos: 0 }
+        OutSegment { local, remote, header, payload: (&[], &[]), mss: usize::MAX, ttl: None, tos: 0 }
+    }
+
+    /// Payload bytes.
+    pub fn payload_len(&self) -> usize {
+        self.payload.0.len() + self.payload.1.len()
     }
 
     /// Header and payload bytes.
     pub fn wire_len(&self) -> usize {
-        self.header.header_len() + self.payload.0.len() + self.payload.1.len()
+        self.header.header_len() + self.payload_len()
     }
 
-    /// Writes the segment, checksummed, into `segment` (exactly [`OutSegment::wire_len`] bytes).
-    pub fn emit(&self, segment: &mut [u8]) {
-        self.header.emit_v4_with_payload(segment, *self.local.ip(), *self.remote.ip(), self.payload, self.offloaded);
+    /// True when the payload is more than one segment's.
+    pub fn is_super_segment(&self) -> bool {
+        self.payload_len() > self.mss
+    }
+
+    /// Segments on the wire.
+    pub fn pieces(&self) -> usize {
+        self.payload_len().div_ceil(self.mss.max(1)).max(1)
+    }
+
+    /// Writes the segment, checksummed, into `segment` (exactly [`OutSegment::wire_len`] bytes) — or, for a
+    /// super-segment the device cuts (`device_cuts`), with only the partial checksum the device completes.
+    pub fn emit(&self, segment: &mut [u8], device_cuts: bool) {
+        self.header.emit_v4_with_payload(segment, *self.local.ip(), *self.remote.ip(), self.payload, device_cuts);
+    }
+
+    /// Cuts a super-segment into the segments the wire carries, `mss` bytes of payload each, and hands each to
+    /// `f` (a segment that is not super is handed over as it is). The headers differ as Linux's
+    /// `tcp_gso_segment` makes them differ: each piece its own sequence number; FIN and PSH only on the last
+    /// piece, CWR only on the first (RFC 3168 section 6.1.2: it marks one segment). Each piece is summed
+    /// whole when it is written.
+    pub fn for_each_piece(&self, mut f: impl FnMut(&OutSegment<'_>)) {
+        if !self.is_super_segment() {
+            return f(self);
+        }
+        let total = self.payload_len();
+        let mut offset = 0;
+        while offset < total {
+            let len = self.mss.min(total - offset);
+            let mut header = *self.header;
+            header.seq = self.header.seq + offset;
+            if offset > 0 {
+                header.flags = TcpFlags(header.flags.0 & !TcpFlags::CWR.0);
+            }
+            if offset + len < total {
+                header.flags = TcpFlags(header.flags.0 & !(TcpFlags::FIN.0 | TcpFlags::PSH.0));
+            }
+            let piece = OutSegment { header: &header, payload: sub_payload(self.payload, offset, len), ..*self };
+            f(&piece);
+            offset += len;
+        }
+    }
+}
+
+/// Bytes `offset..offset + len` of a payload held as two slices.
+fn sub_payload<'a>(payload: (&'a [u8], &'a [u8]), offset: usize, len: usize) -> (&'a [u8], &'a [u8]) {
+    let (a, b) = payload;
+    if offset >= a.len() {
+        let start = offset - a.len();
+        (&b[start..start + len], &[])
+    } else if offset + len <= a.len() {
+        (&a[offset..offset + len], &[])
+    } else {
+        (&a[offset..], &b[..offset + len - a.len()])
     }
 }
 
@@ -66,10 +124,19 @@ pub struct SegmentBuf {
 }
 
 impl SegmentOut for SegmentBuf {
+    /// Keeps the segment, a super-segment cut into the segments the wire carries: what waits here goes
+    /// through the IP layer (loopback, a next hop still being resolved), which does not cut TCP.
     fn push(&mut self, segment: &OutSegment<'_>) -> bool {
+        segment.for_each_piece(|piece| self.push_one(piece));
+        true
+    }
+}
+
+impl SegmentBuf {
+    fn push_one(&mut self, segment: &OutSegment<'_>) {
         let start = self.buf.len();
         self.buf.resize(start + segment.wire_len(), 0);
-        segment.emit(&mut self.buf[start..]);
+        segment.emit(&mut self.buf[start..], false);
         self.segments.push(BuiltSegment {
             local: segment.local,
             remote: segment.remote,
@@ -77,11 +144,8 @@ impl SegmentOut for SegmentBuf {
             ttl: segment.ttl,
             tos: segment.tos,
         });
-        true
     }
-}
 
-impl SegmentBuf {
     pub fn is_empty(&self) -> bool {
         self.segments.is_empty()
     }
@@ -101,5 +165,92 @@ pub struct WithFallback<'a> {
 impl SegmentOut for WithFallback<'_> {
     fn push(&mut self, segment: &OutSegment<'_>) -> bool {
         self.first.push(segment) || self.fallback.push(segment)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::seq::SeqNum;
+    use crate::wire::tcp::{TcpOptions, MIN_HEADER_LEN};
+
+    fn header(flags: TcpFlags) -> TcpHeader {
+        let options = TcpOptions { timestamps: Some((7, 9)), ..TcpOptions::default() };
+        TcpHeader {
+            src_port: 80,
+            dst_port: 40000,
+            seq: SeqNum(1000),
+            ack: SeqNum(5),
+            flags,
+            window: 512,
+            urgent: 0,
+            options,
+        }
+    }
+
+    fn segment<'a>(header: &'a TcpHeader, payload: (&'a [u8], &'a [u8]), mss: usize) -> OutSegment<'a> {
+        let local = "198.18.0.2:80".parse().unwrap();
+        let remote = "198.18.0.1:40000".parse().unwrap();
+        OutSegment { local, remote, header, payload, mss, ttl: None, tos: 0 }
+    }
+
+    /// Each piece, as the wire carries it: sequence number, flags, payload.
+    fn pieces(s: &OutSegment<'_>) -> Vec<(u32, u8, Vec<u8>)> {
+        let mut got = Vec::new();
+        s.for_each_piece(|p| got.push((p.header.seq.0, p.header.flags.0, [p.payload.0, p.payload.1].concat())));
+        got
+    }
+
+    #[test]
+    fn a_super_segment_is_cut_at_the_mss_with_the_flags_where_linux_puts_them() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let flags = TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN | TcpFlags::CWR;
+        let h = header(flags);
+        // Every split of the payload into a ring's two halves, odd ones included.
+        for split in [0, 1, 299, 300, 301, 555, 999, 1000] {
+            let s = segment(&h, (&data[..split], &data[split..]), 300);
+            assert_eq!(s.pieces(), 4);
+            let got = pieces(&s);
+            let want: Vec<(u32, u8, Vec<u8>)> = vec![
+                (1000, (TcpFlags::ACK | TcpFlags::CWR).0, data[..300].to_vec()),
+                (1300, TcpFlags::ACK.0, data[300..600].to_vec()),
+                (1600, TcpFlags::ACK.0, data[600..900].to_vec()),
+                (1900, (TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN).0, data[900..].to_vec()),
+            ];
+            assert_eq!(got, want, "payload split at {split}");
+        }
+    }
+
+    #[test]
+    fn a_segment_within_the_mss_is_handed_over_as_it_is() {
+        let data = [1u8; 300];
+        let h = header(TcpFlags::ACK | TcpFlags::PSH);
+        for s in [segment(&h, (&data, &[]), 300), segment(&h, (&[], &[]), usize::MAX)] {
+            assert!(!s.is_super_segment());
+            assert_eq!(s.pieces(), 1);
+            assert_eq!(pieces(&s), vec![(1000, h.flags.0, [s.payload.0, s.payload.1].concat())]);
+        }
+    }
+
+    #[test]
+    fn the_segment_buffer_keeps_the_pieces_checksummed() {
+        let data: Vec<u8> = (0..701u32).map(|i| (i * 13 + 1) as u8).collect();
+        let h = header(TcpFlags::ACK);
+        let s = segment(&h, (&data[..350], &data[350..]), 300);
+        let mut buf = SegmentBuf::default();
+        assert!(buf.push(&s));
+        assert_eq!(buf.segments.len(), 3);
+        let mut seq = 1000;
+        let mut at = 0;
+        for built in &buf.segments {
+            let bytes = &buf.buf[built.bytes.clone()];
+            let (parsed, payload) = TcpHeader::parse_v4(bytes, *s.local.ip(), *s.remote.ip()).expect("a valid segment");
+            assert_eq!(parsed.seq, SeqNum(seq));
+            assert_eq!(payload, &data[at..at + payload.len()]);
+            assert!(bytes.len() <= MIN_HEADER_LEN + 12 + 300);
+            seq += payload.len() as u32;
+            at += payload.len();
+        }
+        assert_eq!(at, data.len());
     }
 }
