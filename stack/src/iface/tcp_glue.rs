@@ -160,6 +160,7 @@ impl<'a> TcpFrameWriter<'a> {
     }
 
     /// What `send_ipv4` does for a TCP segment, with the segment written in place: one frame.
+    #[inline(always)]
     fn write_frame(&mut self, segment: &OutSegment<'_>, mac: MacAddr, device_cuts: bool) {
         self.counters.ip.out_requests += 1;
         *self.next_ident = self.next_ident.wrapping_add(1);
@@ -174,6 +175,21 @@ impl<'a> TcpFrameWriter<'a> {
             segment.emit(room, device_cuts);
         }
     }
+
+    /// A super-segment: whole to a device that cuts it, else cut here, a frame per piece. (Kept out of
+    /// [`SegmentOut::push`], so that the path of a single segment stays short.)
+    #[inline(never)]
+    fn push_super_segment(&mut self, segment: &OutSegment<'_>, mac: MacAddr) -> bool {
+        let ip_len = MIN_HEADER_LEN + segment.wire_len();
+        if self.device_cuts(segment, ip_len) {
+            self.write_frame(segment, mac, true);
+        } else if MIN_HEADER_LEN + segment.header.header_len() + segment.mss > self.config.mtu {
+            return false; // its pieces would be too long for the MTU
+        } else {
+            segment.for_each_piece(|piece| self.write_frame(piece, mac, false));
+        }
+        true
+    }
 }
 
 impl SegmentOut for TcpFrameWriter<'_> {
@@ -181,19 +197,13 @@ impl SegmentOut for TcpFrameWriter<'_> {
         let dst = *segment.remote.ip();
         let Ok(NextHop::Neighbor(hop)) = self.config.route(dst) else { return false };
         let Some(mac) = self.neighbors.lookup(hop) else { return false };
-        let ip_len = MIN_HEADER_LEN + segment.wire_len();
-        if !segment.is_super_segment() {
-            if ip_len > self.config.mtu {
-                return false; // too long for the MTU: IP refuses it (TCP sets DF)
-            }
-            self.write_frame(segment, mac, false);
-        } else if MIN_HEADER_LEN + segment.header.header_len() + segment.mss > self.config.mtu {
-            return false; // its pieces would be too long for the MTU
-        } else if self.device_cuts(segment, ip_len) {
-            self.write_frame(segment, mac, true);
-        } else {
-            segment.for_each_piece(|piece| self.write_frame(piece, mac, false));
+        if segment.is_super_segment() {
+            return self.push_super_segment(segment, mac);
         }
+        if MIN_HEADER_LEN + segment.wire_len() > self.config.mtu {
+            return false; // too long for the MTU: IP refuses it (TCP sets DF)
+        }
+        self.write_frame(segment, mac, false);
         true
     }
 }

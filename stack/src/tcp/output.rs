@@ -191,7 +191,8 @@ impl Connection {
             self.cc.on_idle_restart(config.initial_window);
         }
         let mss = self.data_mss();
-        let limit = self.segment_limit(config, mss);
+        // (No super-segment to size when one MSS holds everything: the common request and reply.)
+        let limit = if self.unsent() <= mss { mss } else { self.segment_limit(config, mss) };
         loop {
             self.skip_sacked();
             let unsent = self.unsent();
@@ -237,7 +238,7 @@ impl Connection {
                 }
             }
             // Minshall's "last small segment sent", a super-segment's small last piece included.
-            if !len.is_multiple_of(mss) {
+            if len < mss || !len.is_multiple_of(mss) {
                 self.snd_sml = self.snd_nxt + len;
             }
             self.snd_nxt += len + usize::from(fin_here);

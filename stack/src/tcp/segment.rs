@@ -47,7 +47,11 @@ impl<'a> OutSegment<'a> {
 
     /// Segments on the wire.
     pub fn pieces(&self) -> usize {
-        self.payload_len().div_ceil(self.mss.max(1)).max(1)
+        let len = self.payload_len();
+        if len <= self.mss {
+            return 1;
+        }
+        len.div_ceil(self.mss.max(1))
     }
 
     /// Writes the segment, checksummed, into `segment` (exactly [`OutSegment::wire_len`] bytes) — or, for a
