@@ -60,32 +60,52 @@ impl<'a> OutSegment<'a> {
         self.header.emit_v4_with_payload(segment, *self.local.ip(), *self.remote.ip(), self.payload, device_cuts);
     }
 
-    /// Cuts a super-segment into the segments the wire carries, `mss` bytes of payload each, and hands each to
-    /// `f` (a segment that is not super is handed over as it is). The headers differ as Linux's
-    /// `tcp_gso_segment` makes them differ: each piece its own sequence number; FIN and PSH only on the last
-    /// piece, CWR only on the first (RFC 3168 section 6.1.2: it marks one segment). Each piece is summed
-    /// whole when it is written.
+    /// The segments a super-segment is cut into on the wire, `mss` bytes of payload each, in order (a
+    /// segment that is not super is one piece). Their headers differ as Linux's `tcp_gso_segment` makes them
+    /// differ: each piece its own sequence number; FIN and PSH only on the last piece, CWR only on the first
+    /// (RFC 3168 section 6.1.2: it marks one segment).
+    pub fn pieces_iter(&self) -> impl Iterator<Item = Piece> + '_ {
+        let total = self.payload_len();
+        let mss = if self.is_super_segment() { self.mss } else { total.max(1) };
+        (0..self.pieces()).map(move |i| {
+            let offset = i * mss;
+            let len = mss.min(total - offset);
+            let mut flags = self.header.flags.0;
+            if offset > 0 {
+                flags &= !TcpFlags::CWR.0;
+            }
+            if offset + len < total {
+                flags &= !(TcpFlags::FIN.0 | TcpFlags::PSH.0);
+            }
+            Piece { offset, len, flags: TcpFlags(flags) }
+        })
+    }
+
+    /// The payload of `piece`, as up to two slices.
+    pub fn piece_payload(&self, piece: &Piece) -> (&'a [u8], &'a [u8]) {
+        sub_payload(self.payload, piece.offset, piece.len)
+    }
+
+    /// Hands `f` each piece of the segment ([`OutSegment::pieces_iter`]) as a segment of its own, to be
+    /// written and summed whole.
     pub fn for_each_piece(&self, mut f: impl FnMut(&OutSegment<'_>)) {
         if !self.is_super_segment() {
             return f(self);
         }
-        let total = self.payload_len();
-        let mut offset = 0;
-        while offset < total {
-            let len = self.mss.min(total - offset);
-            let mut header = *self.header;
-            header.seq = self.header.seq + offset;
-            if offset > 0 {
-                header.flags = TcpFlags(header.flags.0 & !TcpFlags::CWR.0);
-            }
-            if offset + len < total {
-                header.flags = TcpFlags(header.flags.0 & !(TcpFlags::FIN.0 | TcpFlags::PSH.0));
-            }
-            let piece = OutSegment { header: &header, payload: sub_payload(self.payload, offset, len), ..*self };
-            f(&piece);
-            offset += len;
+        for piece in self.pieces_iter() {
+            let header = TcpHeader { seq: self.header.seq + piece.offset, flags: piece.flags, ..*self.header };
+            f(&OutSegment { header: &header, payload: self.piece_payload(&piece), ..*self });
         }
     }
+}
+
+/// One segment on the wire cut from a super-segment: where its payload starts in the super-segment's, its
+/// length, and its flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    pub offset: usize,
+    pub len: usize,
+    pub flags: TcpFlags,
 }
 
 /// Bytes `offset..offset + len` of a payload held as two slices.

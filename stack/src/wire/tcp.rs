@@ -474,7 +474,7 @@ impl TcpHeader {
     }
 
     /// Writes every header field and the options, with a zero checksum.
-    fn emit_fields(&self, segment: &mut [u8]) {
+    pub(crate) fn emit_fields(&self, segment: &mut [u8]) {
         let header_len = self.header_len();
         segment[0..2].copy_from_slice(&self.src_port.to_be_bytes());
         segment[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
