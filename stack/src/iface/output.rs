@@ -222,6 +222,9 @@ impl Stack {
     /// ARP timers: retries, refresh probes, and failures. A failure is reported to the sender of each dropped
     /// packet as Host Unreachable, the way Linux reports it (an ICMP error generated locally).
     pub(crate) fn poll_neighbors(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        if self.neighbors.poll_at().is_none_or(|due| now < due) {
+            return;
+        }
         let actions = self.neighbors.poll(now);
         for ip in actions.broadcast_requests {
             self.send_arp(ArpOp::Request, MacAddr::BROADCAST, MacAddr::ZERO, ip, tx);
@@ -240,6 +243,9 @@ impl Stack {
 
     /// Sends the datagrams UDP sockets have queued, oldest socket first.
     pub(crate) fn flush_udp(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        if self.orphan_tx.is_empty() && self.udp_tx_ready.is_empty() {
+            return;
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         while let Some(orphan) = self.orphan_tx.pop_front() {
             let OrphanDatagram { src, dst, ttl, tos, payload } = orphan;

@@ -51,11 +51,17 @@ impl Stack {
         self.flush_tcp(now, tx);
     }
 
-    /// Hands every segment TCP built to IP. TCP always sets DF: its segments are sized to the path MTU.
+    /// Hands every segment TCP built to IP, if it built any (it usually has not: most segments are written
+    /// straight into frames).
+    #[inline]
     pub(crate) fn flush_tcp(&mut self, now: Instant, tx: &mut dyn FrameSink) {
-        if self.tcp.out.is_empty() {
-            return;
+        if !self.tcp.out.is_empty() {
+            self.flush_tcp_segments(now, tx);
         }
+    }
+
+    /// [`Stack::flush_tcp`]'s work. TCP always sets DF: its segments are sized to the path MTU.
+    fn flush_tcp_segments(&mut self, now: Instant, tx: &mut dyn FrameSink) {
         let mut out = std::mem::take(&mut self.tcp.out);
         for seg in &out.segments {
             let how = IpSend {

@@ -469,7 +469,9 @@ impl TcpHeader {
         let mut sum = checksum::pseudo_header_v4(src, dst, ip_proto::TCP, segment.len());
         sum = checksum::add(sum, &segment[..header_len]);
         sum = checksum::add(sum, payload.0);
-        sum = checksum::add_at(sum, payload.1, payload.0.len() % 2 == 1);
+        if !payload.1.is_empty() {
+            sum = checksum::add_at(sum, payload.1, payload.0.len() % 2 == 1);
+        }
         segment[16..18].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
     }
 
