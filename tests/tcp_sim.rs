@@ -210,3 +210,43 @@ fn the_receive_buffer_grows_to_fill_a_long_fat_path() {
     assert!(fixed > Duration::from_millis(1500), "the fixed buffer should have capped the rate: {fixed:?}");
     assert!(grown * 3 < fixed * 2, "autotuning should fill the path: {grown:?} against {fixed:?}");
 }
+
+/// Header prediction is a shortcut, not another protocol: over a link that loses, duplicates, reorders and
+/// delays, two stacks exchanging data put the same frames on the wire with it and without it, byte for
+/// byte — and the shortcut was taken.
+#[test]
+fn header_prediction_changes_no_frame() {
+    let faults = FaultConfig {
+        loss: 0.02,
+        duplicate: 0.01,
+        reorder: 0.03,
+        delay: Duration::from_millis(2),
+        rate_bytes_per_sec: Some(50_000_000),
+        queue_limit: 1_000,
+        ..FaultConfig::default()
+    };
+    let dir = std::env::temp_dir();
+    let capture = |prediction: bool| {
+        let (mut a, mut b) = configs();
+        a.tcp.header_prediction = prediction;
+        b.tcp.header_prediction = prediction;
+        let mut sim = SimNet::new(a, b, PipeConfig::symmetric(1500, faults.clone(), 11));
+        let path = dir.join(format!("ustack-hp-{}-{prediction}.pcap", std::process::id()));
+        sim.capture_to(&path).expect("open the capture");
+        let mut ex = Exchange::new(server(), vec![600_000, 0, 30_000], vec![0, 900_000, 20_000]).with_quiet_receivers();
+        ex.start(&mut sim);
+        assert!(sim.run_until(Instant::from_secs(120), |sim| ex.step(sim)), "the exchange did not finish");
+        assert!(ex.errors().is_empty(), "{:?}", ex.errors());
+        sim.flush_capture().expect("flush the capture");
+        let frames = std::fs::read(&path).expect("read the capture");
+        let _ = std::fs::remove_file(&path);
+        let hits = sim.a.counters().get("TcpExtTCPHPHits").unwrap() + sim.b.counters().get("TcpExtTCPHPHits").unwrap();
+        (frames, hits)
+    };
+    let (with, hits) = capture(true);
+    let (without, no_hits) = capture(false);
+    println!("{hits} segments took the shortcut; {} bytes of capture", with.len());
+    assert!(hits > 100, "the shortcut was taken only {hits} times");
+    assert_eq!(no_hits, 0);
+    assert!(with == without, "the captures differ ({} and {} bytes)", with.len(), without.len());
+}

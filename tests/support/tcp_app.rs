@@ -27,6 +27,9 @@ pub struct Endpoint {
     pub shut: bool,
     pub closed: bool,
     pub error: Option<String>,
+    /// Half-close only after the peer's FIN (an endpoint with nothing to send that stays ESTABLISHED while
+    /// it receives, as an application that answers last would).
+    pub shut_after_eof: bool,
 }
 
 impl Endpoint {
@@ -43,6 +46,7 @@ impl Endpoint {
             shut: false,
             closed: false,
             error: None,
+            shut_after_eof: false,
         }
     }
 
@@ -84,7 +88,7 @@ impl Endpoint {
                 }
             }
         }
-        if self.sent == self.to_send && !self.shut {
+        if self.sent == self.to_send && !self.shut && (self.eof || !self.shut_after_eof) {
             match s.shutdown(fd, Shutdown::Write) {
                 Ok(()) => self.shut = true,
                 Err(e) => {
@@ -114,6 +118,15 @@ impl Endpoint {
                 }
             }
         }
+        if self.eof && !self.shut && self.shut_after_eof {
+            match s.shutdown(fd, Shutdown::Write) {
+                Ok(()) => self.shut = true,
+                Err(e) => {
+                    self.error = Some(format!("shutdown: {e}"));
+                    return;
+                }
+            }
+        }
         if self.eof && self.shut {
             if self.received != self.expect {
                 self.error = Some(format!("received {} bytes, expected {}", self.received, self.expect));
@@ -136,6 +149,7 @@ pub struct Exchange {
     a_bytes: Vec<usize>,
     b_bytes: Vec<usize>,
     buf: Vec<u8>,
+    quiet_receivers: bool,
 }
 
 impl Exchange {
@@ -150,7 +164,18 @@ impl Exchange {
             a_bytes,
             b_bytes,
             buf: vec![0; 16384],
+            quiet_receivers: false,
         }
+    }
+
+    /// Endpoints with nothing to send half-close only after the peer's FIN, so that they receive in
+    /// ESTABLISHED.
+    pub fn with_quiet_receivers(mut self) -> Self {
+        self.quiet_receivers = true;
+        for c in self.clients.iter_mut() {
+            c.shut_after_eof = c.to_send == 0;
+        }
+        self
     }
 
     /// Opens the listener on B and starts every client on A.
@@ -179,6 +204,7 @@ impl Exchange {
                 let Some(&i) = self.client_ports.get(&peer.port()) else { panic!("accepted an unknown peer {peer}") };
                 let mut e = Endpoint::new(i, 1, self.b_bytes[i], self.a_bytes[i]);
                 e.fd = Some(fd);
+                e.shut_after_eof = self.quiet_receivers && e.to_send == 0;
                 self.servers.push(e);
             }
         }

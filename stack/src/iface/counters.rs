@@ -121,6 +121,7 @@ counter_group!(
         loss_probe_recoveries => "TcpExtTCPLossProbeRecovery",
         full_undos => "TcpExtTCPFullUndo",
         dsack_undos => "TcpExtTCPDSACKUndo",
+        header_prediction_hits => "TcpExtTCPHPHits",
         aborts_on_data => "TcpExtTCPAbortOnData",
         aborts_on_close => "TcpExtTCPAbortOnClose",
         aborts_on_linger => "TcpExtTCPAbortOnLinger",

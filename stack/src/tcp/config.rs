@@ -74,6 +74,10 @@ pub struct TcpConfig {
     /// windows, the timers, the loss-detection log, the header — is then done once per super-segment.
     /// 0 turns it off.
     pub software_gso_max_size: usize,
+    /// Header prediction: a segment that is the next data in order and changes nothing else takes a short
+    /// path (`Connection::is_predicted`). On by default; off, every segment takes the general path — for
+    /// tests that check the two agree.
+    pub header_prediction: bool,
 }
 
 impl Default for TcpConfig {
@@ -110,6 +114,7 @@ impl Default for TcpConfig {
             somaxconn: 4096,
             gso_max_size: 0,
             software_gso_max_size: 65_535,
+            header_prediction: true,
         }
     }
 }

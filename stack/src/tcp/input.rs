@@ -163,6 +163,10 @@ impl Connection {
         payload: &[u8],
         ctx: &mut InputContext,
     ) -> Processed {
+        if ctx.config.header_prediction && self.is_predicted(seg, payload) {
+            ctx.counters.header_prediction_hits += 1;
+            return self.receive_predicted(now, seg, payload, ctx);
+        }
         let flags = seg.flags;
         let seg_len =
             payload.len() + usize::from(flags.contains(TcpFlags::SYN)) + usize::from(flags.contains(TcpFlags::FIN));
@@ -368,6 +372,56 @@ impl Connection {
             }
         }
         Processed::outcome(outcome)
+    }
+
+    /// Header prediction (Van Jacobson's, as in 4.4BSD's `tcp_input` and Linux's `tcp_rcv_established`): in
+    /// a one-way transfer nearly every segment the receiver gets is the next data in order, acknowledges
+    /// nothing new, leaves the window as it was and carries a timestamp no older than the last. True for such
+    /// a segment when nothing of ours is in flight, nothing is held out of order and it fits the window —
+    /// then every check of RFC 9293 section 3.10.7.4 would pass and every step but the text's would do
+    /// nothing, so [`Connection::receive_predicted`] does only what those steps would change.
+    fn is_predicted(&self, seg: &TcpHeader, payload: &[u8]) -> bool {
+        let timestamps_in_order = match (self.negotiated.ts, seg.options.timestamps) {
+            (Some(ts), Some((tsval, _))) => tsval.wrapping_sub(ts.recent) as i32 >= 0,
+            (None, None) => true,
+            _ => false,
+        };
+        let window = self.rcv_adv.distance(self.rcv_nxt).max(0) as usize;
+        self.state == State::Established
+            && (seg.flags == TcpFlags::ACK || seg.flags == TcpFlags::ACK | TcpFlags::PSH)
+            && seg.seq == self.rcv_nxt
+            && seg.ack == self.snd_una
+            && self.snd_una == self.snd_max
+            && !payload.is_empty()
+            && payload.len() <= window
+            && usize::from(seg.window) << self.negotiated.snd_wscale == self.snd_wnd
+            && seg.options.sack_blocks().is_empty()
+            && timestamps_in_order
+            && self.ooo.is_empty()
+            && self.tlp_end.is_none()
+            && !self.cc.in_recovery()
+    }
+
+    /// A predicted segment ([`Connection::is_predicted`]): what the general path would do for it.
+    fn receive_predicted(
+        &mut self,
+        now: Instant,
+        seg: &TcpHeader,
+        payload: &[u8],
+        ctx: &mut InputContext,
+    ) -> Processed {
+        // RFC 7323 section 4.3: the timestamp to echo.
+        if let (Some(ts), Some((tsval, _))) = (self.negotiated.ts.as_mut(), seg.options.timestamps) {
+            if seg.seq.le(self.last_ack_sent) {
+                *ts = Timestamps { recent: tsval, recent_at: now, offset: ts.offset };
+            }
+        }
+        // The segment is the newest to set the (unchanged) send window: SND.WL1 and SND.WL2 move on.
+        self.snd_wl1 = seg.seq;
+        self.snd_wl2 = seg.ack;
+        self.accept_text(now, seg.seq, payload, ctx);
+        self.autotune_receive_buffer(now, seg, payload.len(), ctx);
+        Processed::alive()
     }
 
     /// The ACK field of a segment in a synchronized state: RFC 9293 section 3.10.7.4 "fifth", with the
