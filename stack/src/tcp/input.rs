@@ -248,12 +248,7 @@ impl Connection {
             return Processed::alive();
         }
 
-        // RFC 7323 section 4.3: remember the timestamp of a segment that covers Last.ACK.sent.
-        if let (Some(ts), Some((tsval, _))) = (self.negotiated.ts.as_mut(), seg.options.timestamps) {
-            if seg.seq.le(self.last_ack_sent) {
-                *ts = Timestamps { recent: tsval, recent_at: now, offset: ts.offset };
-            }
-        }
+        self.update_ts_recent(now, seg);
 
         // Second, check the RST bit (RFC 5961 section 3.2): only a RST at exactly RCV.NXT resets; one merely in
         // the window draws a challenge ACK, so a blind attacker must guess the exact number.
@@ -410,18 +405,22 @@ impl Connection {
         payload: &[u8],
         ctx: &mut InputContext,
     ) -> Processed {
-        // RFC 7323 section 4.3: the timestamp to echo.
-        if let (Some(ts), Some((tsval, _))) = (self.negotiated.ts.as_mut(), seg.options.timestamps) {
-            if seg.seq.le(self.last_ack_sent) {
-                *ts = Timestamps { recent: tsval, recent_at: now, offset: ts.offset };
-            }
-        }
+        self.update_ts_recent(now, seg);
         // The segment is the newest to set the (unchanged) send window: SND.WL1 and SND.WL2 move on.
         self.snd_wl1 = seg.seq;
         self.snd_wl2 = seg.ack;
         self.accept_text(now, seg.seq, payload, ctx);
         self.autotune_receive_buffer(now, seg, payload.len(), ctx);
         Processed::alive()
+    }
+
+    /// RFC 7323 section 4.3: remember the timestamp of a segment that covers Last.ACK.sent, to echo.
+    fn update_ts_recent(&mut self, now: Instant, seg: &TcpHeader) {
+        if let (Some(ts), Some((tsval, _))) = (self.negotiated.ts.as_mut(), seg.options.timestamps) {
+            if seg.seq.le(self.last_ack_sent) {
+                *ts = Timestamps { recent: tsval, recent_at: now, offset: ts.offset };
+            }
+        }
     }
 
     /// The ACK field of a segment in a synchronized state: RFC 9293 section 3.10.7.4 "fifth", with the
