@@ -200,19 +200,7 @@ impl Connection {
             && seg.seq == self.irs
             && seg.ack == self.snd_max
         {
-            self.snd_una = seg.ack;
-            self.snd_wnd = usize::from(seg.window); // a SYN's window is never scaled (RFC 7323 section 2.2)
-            self.max_snd_wnd = self.snd_wnd;
-            self.snd_wl1 = seg.seq;
-            self.snd_wl2 = seg.ack;
-            self.rto_at = None;
-            self.retries = 0;
-            self.rtt.reset_backoff();
-            self.state = State::Established;
-            self.start_receive_autotuning(now);
-            self.ack_now = true;
-            ctx.counters.active_opens += 1;
-            return Processed::outcome(Outcome::Established);
+            return self.complete_simultaneous_open(now, seg, ctx);
         }
 
         // First, check the sequence number (RFC 9293 section 3.10.7.4, the four cases of acceptability).
@@ -229,54 +217,19 @@ impl Connection {
         // a segment at exactly RCV.NXT is processed for its control bits, its text dropped.
         let zero_window_probe = !acceptable && window == 0 && seg.seq == self.rcv_nxt;
         if !acceptable && !zero_window_probe {
-            // Linux's tcp_oow_rate_limited: an out-of-window segment without data is answered at most once per
-            // 500 ms, so two ends that each find the other's ACKs unacceptable cannot trade ACKs forever.
-            let pure_ack = payload.is_empty() && !flags.contains(TcpFlags::SYN);
-            if pure_ack {
-                if self.last_oow_ack.is_some_and(|t| now.saturating_since(t) < OOW_ACK_INTERVAL) {
-                    return Processed::alive();
-                }
-                self.last_oow_ack = Some(now);
-            }
-            if !flags.contains(TcpFlags::RST) {
-                self.ack_now = true;
-                // A whole segment we already have: tell the sender with a D-SACK (RFC 2883 section 4).
-                if !payload.is_empty() && (seg.seq + payload.len()).le(self.rcv_nxt) {
-                    self.note_duplicate(seg.seq, seg.seq + payload.len());
-                }
-            }
-            return Processed::alive();
+            return self.refuse_unacceptable(now, seg, payload);
         }
 
         self.update_ts_recent(now, seg);
 
-        // Second, check the RST bit (RFC 5961 section 3.2): only a RST at exactly RCV.NXT resets; one merely in
-        // the window draws a challenge ACK, so a blind attacker must guess the exact number.
+        // Second, check the RST bit.
         if flags.contains(TcpFlags::RST) {
-            if seg.seq != self.rcv_nxt {
-                self.challenge_ack(ctx);
-                return Processed::alive();
-            }
-            return Processed::outcome(match self.state {
-                State::SynReceived => Outcome::Gone(Some(Errno::ECONNREFUSED)),
-                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
-                    ctx.counters.estab_resets += 1;
-                    Outcome::Gone(Some(if self.state == State::CloseWait { Errno::EPIPE } else { Errno::ECONNRESET }))
-                }
-                _ => Outcome::Gone(None),
-            });
+            return self.on_reset(seg, ctx);
         }
 
         // Fourth, check the SYN bit (RFC 5961 section 4.2): any SYN in a synchronized state gets a challenge ACK.
         if flags.contains(TcpFlags::SYN) {
-            if self.state == State::SynReceived && seg.seq == self.irs {
-                // The peer's SYN again (simultaneous open): our SYN-ACK is resent by the retransmission timer.
-                self.snd_nxt = self.iss;
-                return Processed::alive();
-            }
-            ctx.counters.syn_challenges += 1;
-            self.challenge_ack(ctx);
-            return Processed::alive();
+            return self.on_synchronized_syn(seg, ctx);
         }
 
         // Fifth, check the ACK field.
@@ -367,6 +320,83 @@ impl Connection {
             }
         }
         Processed::outcome(outcome)
+    }
+
+    /// The peer's SYN-ACK in SYN-RECEIVED completes a simultaneous open. (Rare paths like this one are kept out
+    /// of line: the common path through SEGMENT ARRIVES stays short in the instruction cache.)
+    #[cold]
+    #[inline(never)]
+    fn complete_simultaneous_open(&mut self, now: Instant, seg: &TcpHeader, ctx: &mut InputContext) -> Processed {
+        self.snd_una = seg.ack;
+        self.snd_wnd = usize::from(seg.window); // a SYN's window is never scaled (RFC 7323 section 2.2)
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = seg.seq;
+        self.snd_wl2 = seg.ack;
+        self.rto_at = None;
+        self.retries = 0;
+        self.rtt.reset_backoff();
+        self.state = State::Established;
+        self.start_receive_autotuning(now);
+        self.ack_now = true;
+        ctx.counters.active_opens += 1;
+        Processed::outcome(Outcome::Established)
+    }
+
+    /// A segment outside the receive window (RFC 9293 section 3.10.7.4, first check): dropped, and answered
+    /// with an ACK unless it is a RST.
+    #[cold]
+    #[inline(never)]
+    fn refuse_unacceptable(&mut self, now: Instant, seg: &TcpHeader, payload: &[u8]) -> Processed {
+        // Linux's tcp_oow_rate_limited: an out-of-window segment without data is answered at most once per
+        // 500 ms, so two ends that each find the other's ACKs unacceptable cannot trade ACKs forever.
+        let pure_ack = payload.is_empty() && !seg.flags.contains(TcpFlags::SYN);
+        if pure_ack {
+            if self.last_oow_ack.is_some_and(|t| now.saturating_since(t) < OOW_ACK_INTERVAL) {
+                return Processed::alive();
+            }
+            self.last_oow_ack = Some(now);
+        }
+        if !seg.flags.contains(TcpFlags::RST) {
+            self.ack_now = true;
+            // A whole segment we already have: tell the sender with a D-SACK (RFC 2883 section 4).
+            if !payload.is_empty() && (seg.seq + payload.len()).le(self.rcv_nxt) {
+                self.note_duplicate(seg.seq, seg.seq + payload.len());
+            }
+        }
+        Processed::alive()
+    }
+
+    /// An acceptable RST (RFC 5961 section 3.2): only one at exactly RCV.NXT resets; one merely in the window
+    /// draws a challenge ACK, so a blind attacker must guess the exact number.
+    #[cold]
+    #[inline(never)]
+    fn on_reset(&mut self, seg: &TcpHeader, ctx: &mut InputContext) -> Processed {
+        if seg.seq != self.rcv_nxt {
+            self.challenge_ack(ctx);
+            return Processed::alive();
+        }
+        Processed::outcome(match self.state {
+            State::SynReceived => Outcome::Gone(Some(Errno::ECONNREFUSED)),
+            State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                ctx.counters.estab_resets += 1;
+                Outcome::Gone(Some(if self.state == State::CloseWait { Errno::EPIPE } else { Errno::ECONNRESET }))
+            }
+            _ => Outcome::Gone(None),
+        })
+    }
+
+    /// A SYN in a synchronized state (RFC 5961 section 4.2): a challenge ACK — unless it is the peer's SYN
+    /// again in a simultaneous open, whose SYN-ACK the retransmission timer resends.
+    #[cold]
+    #[inline(never)]
+    fn on_synchronized_syn(&mut self, seg: &TcpHeader, ctx: &mut InputContext) -> Processed {
+        if self.state == State::SynReceived && seg.seq == self.irs {
+            self.snd_nxt = self.iss;
+            return Processed::alive();
+        }
+        ctx.counters.syn_challenges += 1;
+        self.challenge_ack(ctx);
+        Processed::alive()
     }
 
     /// Header prediction (Van Jacobson's, as in 4.4BSD's `tcp_input` and Linux's `tcp_rcv_established`): in
