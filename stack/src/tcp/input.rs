@@ -254,18 +254,10 @@ impl Connection {
             return early;
         }
 
-        // Our FIN acknowledged: the closing states move on.
-        let fin_acked = self.fin_seq.is_some_and(|f| self.snd_una.gt(f));
-        match self.state {
-            State::FinWait1 if fin_acked => {
-                self.state = State::FinWait2;
-                if self.fd.is_none() {
-                    self.linger_at = Some(now + self.opts.linger2.unwrap_or(ctx.config.fin_timeout));
-                }
+        if self.fin_seq.is_some_and(|f| self.snd_una.gt(f)) {
+            if let Some(done) = self.after_our_fin_acked(now, ctx) {
+                return done;
             }
-            State::Closing if fin_acked => return Processed::outcome(Outcome::TimeWait),
-            State::LastAck if fin_acked => return Processed::outcome(Outcome::Gone(None)),
-            _ => {}
         }
 
         // Seventh, process the segment text (URG, the sixth step, is not supported: urgent data is ordinary
@@ -308,16 +300,50 @@ impl Connection {
 
         // Eighth, check the FIN bit.
         if flags.contains(TcpFlags::FIN) {
-            let fin_at = seg.seq + payload.len();
-            if fin_at == self.rcv_nxt {
-                return self.accept_fin(now, ctx, outcome);
-            } else if fin_at.gt(self.rcv_nxt) && self.state.can_receive() {
-                self.ooo_fin = Some(fin_at);
-                self.ack_now = true;
-            } else if self.state == State::TimeWait || !self.state.can_receive() {
-                // A retransmitted FIN: acknowledge it again.
-                self.ack_now = true;
+            return self.on_fin_bit(now, seg, payload, ctx, outcome);
+        }
+        Processed::outcome(outcome)
+    }
+
+    /// Our FIN acknowledged: the closing states move on. `Some` when processing ends here.
+    #[cold]
+    #[inline(never)]
+    fn after_our_fin_acked(&mut self, now: Instant, ctx: &mut InputContext) -> Option<Processed> {
+        match self.state {
+            State::FinWait1 => {
+                self.state = State::FinWait2;
+                if self.fd.is_none() {
+                    self.linger_at = Some(now + self.opts.linger2.unwrap_or(ctx.config.fin_timeout));
+                }
+                None
             }
+            State::Closing => Some(Processed::outcome(Outcome::TimeWait)),
+            State::LastAck => Some(Processed::outcome(Outcome::Gone(None))),
+            _ => None,
+        }
+    }
+
+    /// The eighth step, a segment with FIN: the FIN at RCV.NXT closes our receiving side; one beyond it waits
+    /// for the gap to fill; one already taken is acknowledged again.
+    #[cold]
+    #[inline(never)]
+    fn on_fin_bit(
+        &mut self,
+        now: Instant,
+        seg: &TcpHeader,
+        payload: &[u8],
+        ctx: &mut InputContext,
+        outcome: Outcome,
+    ) -> Processed {
+        let fin_at = seg.seq + payload.len();
+        if fin_at == self.rcv_nxt {
+            return self.accept_fin(now, ctx, outcome);
+        } else if fin_at.gt(self.rcv_nxt) && self.state.can_receive() {
+            self.ooo_fin = Some(fin_at);
+            self.ack_now = true;
+        } else if self.state == State::TimeWait || !self.state.can_receive() {
+            // A retransmitted FIN: acknowledge it again.
+            self.ack_now = true;
         }
         Processed::outcome(outcome)
     }
@@ -491,15 +517,7 @@ impl Connection {
         {
             // RFC 5681 section 2's duplicate acknowledgment. With SACK, RACK decides instead (RFC 8985 section
             // 6.2, as Linux does once RACK is on): counting duplicates takes reordering for loss.
-            let flight = self.snd_max.since(self.snd_una);
-            if self.cc.on_dup_ack(flight, self.snd_max, self.snd_una) == DupAckAction::FastRetransmit {
-                ctx.counters.fast_retrans += 1;
-                self.on_recovery_start();
-                self.retransmit_now = true;
-                self.rtt_probe = None;
-                self.recovery_next = self.snd_una;
-                self.recovery_rexmit_bytes = 0;
-            }
+            self.on_duplicate_ack(ctx);
         }
         if advanced {
             self.expand_send_buffer(ctx);
@@ -528,6 +546,21 @@ impl Connection {
             }
         }
         None
+    }
+
+    /// A duplicate acknowledgment without SACK: the third starts fast retransmit (RFC 5681 section 3.2).
+    #[cold]
+    #[inline(never)]
+    fn on_duplicate_ack(&mut self, ctx: &mut InputContext) {
+        let flight = self.snd_max.since(self.snd_una);
+        if self.cc.on_dup_ack(flight, self.snd_max, self.snd_una) == DupAckAction::FastRetransmit {
+            ctx.counters.fast_retrans += 1;
+            self.on_recovery_start();
+            self.retransmit_now = true;
+            self.rtt_probe = None;
+            self.recovery_next = self.snd_una;
+            self.recovery_rexmit_bytes = 0;
+        }
     }
 
     /// Send-buffer autotuning, as Linux's `tcp_sndbuf_expand`: unless the application fixed `SO_SNDBUF`, the
