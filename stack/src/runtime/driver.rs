@@ -489,6 +489,12 @@ impl Shared {
         };
         io.poll_and_flush(stack, self.now());
         drop(io);
+        self.after_output(stack);
+    }
+
+    /// After a call or a busy poll ran the stack: the driver must wake sooner if a timer now falls due before
+    /// it would, and the threads whose descriptors changed are woken.
+    fn after_output(&self, stack: &mut Stack) {
         if stack.poll_at().is_some_and(|at| at.as_nanos() < self.driver_wakes_at.load(Ordering::SeqCst)) {
             self.ring();
         }
@@ -525,10 +531,7 @@ impl Shared {
         }
         io.poll_and_flush(&mut stack, now);
         drop(io);
-        if stack.poll_at().is_some_and(|at| at.as_nanos() < self.driver_wakes_at.load(Ordering::SeqCst)) {
-            self.ring();
-        }
-        self.wake_changed(&mut stack);
+        self.after_output(&mut stack);
         true
     }
 

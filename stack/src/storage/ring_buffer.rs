@@ -29,8 +29,9 @@
 //! give its storage back ([`RingBuffer::detach`]) to be lent again ([`RingBuffer::attach`]) from a
 //! [`crate::storage::buffer_pool::BufferPool`].
 
-/// The page size whose offsets [`RingBuffer::detach`] keeps.
-const PAGE: usize = 4096;
+/// The page size: 4K aliasing compares addresses within one, and [`RingBuffer::detach`] keeps a ring's offset
+/// within one.
+pub(crate) const PAGE: usize = 4096;
 
 /// A byte queue of fixed capacity with random-access reads and writes into its free space.
 #[derive(Debug, Clone)]

@@ -360,12 +360,17 @@ impl Connection {
         self.rcv_ssthresh = (self.rcv_ssthresh + step).min(self.rx.capacity());
     }
 
+    /// RCV.WND as the peer knows it: what is left of the window we last advertised, past RCV.NXT.
+    pub fn receive_window(&self) -> usize {
+        self.rcv_adv.distance(self.rcv_nxt).max(0) as usize
+    }
+
     /// The window to advertise: the free space, but an edge that would move right by less than
     /// min(buffer / 2, MSS) is held back (receiver SWS avoidance, RFC 9293 section 3.8.6.2.2), and the right
     /// edge never moves left (RFC 9293 section 3.8.6.2.2, "shrinking the window" is discouraged).
     pub fn window_to_advertise(&self) -> usize {
         let free = self.free_window();
-        let current = self.rcv_adv.distance(self.rcv_nxt).max(0) as usize;
+        let current = self.receive_window();
         let threshold = (self.rx.capacity() / 2).min(self.negotiated.send_mss.max(536));
         if free >= current + threshold || free <= current {
             free.max(current)
@@ -379,7 +384,7 @@ impl Connection {
     /// when what is left of the advertised window is at most half the buffer and the window we could offer
     /// is at least twice that (a closed window that reopens always qualifies).
     pub fn window_update_due(&self) -> bool {
-        let remaining = self.rcv_adv.distance(self.rcv_nxt).max(0) as usize;
+        let remaining = self.receive_window();
         let offer = self.window_to_advertise(); // receiver SWS avoidance holds slivers back
         offer > remaining && 2 * remaining <= self.rx.capacity() && offer >= 2 * remaining
     }

@@ -8,7 +8,7 @@ use super::connection::{ConnOptions, Connection, Negotiated, State, Timestamps};
 use super::rcv_autotune::RcvAutotune;
 use super::rtt::RttEstimator;
 use super::seq::SeqNum;
-use crate::storage::ring_buffer::RingBuffer;
+use crate::storage::ring_buffer::{RingBuffer, PAGE};
 use crate::time::Instant;
 use crate::wire::tcp::{TcpOptions, MAX_WINDOW_SCALE};
 use std::net::SocketAddrV4;
@@ -104,7 +104,7 @@ fn ring_start(iss: SeqNum) -> usize {
 }
 
 /// Half of a 4 KiB page.
-const HALF_PAGE: usize = 2048;
+const HALF_PAGE: usize = PAGE / 2;
 
 impl Connection {
     /// A TCB with every variable at its starting value, before either side's options are known.

@@ -12,7 +12,7 @@ use crate::errno::Errno;
 use crate::iface::counters::TcpCounters;
 use crate::iface::rate_limit::TokenBucket;
 use crate::time::{Duration, Instant};
-use crate::wire::tcp::{TcpFlags, TcpHeader};
+use crate::wire::tcp::{TcpFlags, TcpHeader, MAX_OPTIONS_LEN};
 
 /// RFC 7323 section 5.5: a TS.Recent older than 24 days is too old to judge by.
 const PAWS_IDLE_LIMIT: Duration = Duration::from_secs(24 * 24 * 3600);
@@ -22,9 +22,6 @@ const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How soon a SYN is resent after an unacceptable ACK in SYN-SENT (Linux's TCP_TIMEOUT_MIN, two jiffies).
 const QUICK_SYN_RETRY: Duration = Duration::from_millis(8);
-
-/// The most bytes of TCP options a segment carries (RFC 9293 section 3.1: a data offset of at most 15 words).
-const MAX_OPTIONS_LEN: usize = 40;
 
 /// Ticks a timestamp may lag TS.Recent before PAWS discards the segment (Linux's TCP_PAWS_WINDOW).
 const PAWS_WINDOW: i32 = 1;
@@ -204,7 +201,7 @@ impl Connection {
         }
 
         // First, check the sequence number (RFC 9293 section 3.10.7.4, the four cases of acceptability).
-        let window = self.rcv_adv.distance(self.rcv_nxt).max(0) as u32;
+        let window = self.receive_window() as u32;
         let acceptable = match (seg_len, window) {
             (0, 0) => seg.seq == self.rcv_nxt,
             (0, _) => seg.seq.in_window(self.rcv_nxt, window),
@@ -437,7 +434,7 @@ impl Connection {
             (None, None) => true,
             _ => false,
         };
-        let window = self.rcv_adv.distance(self.rcv_nxt).max(0) as usize;
+        let window = self.receive_window();
         self.state == State::Established
             && (seg.flags == TcpFlags::ACK || seg.flags == TcpFlags::ACK | TcpFlags::PSH)
             && seg.seq == self.rcv_nxt
