@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use ustack::runtime::{TcpListener, TcpStream};
+use ustack::runtime::{NetStackOptions, TcpListener, TcpStream};
 use ustack::StackConfig;
 use ustack_netdev::{Device, FrameBatch};
 use ustack_tests::kernel::{skip_without_kernel_peer, KernelPeer, Link};
@@ -338,6 +338,62 @@ fn bulk_both_ways_with_tap_segmentation_offload() {
     println!("super-segments: {received} received, {sent} sent");
     assert!(received > 0, "the kernel sent no super-segment: offloads are not on");
     assert!(sent > 0, "ustack sent no super-segment");
+}
+
+/// With `prefer_busy_poll` the driver leaves the TAP to a reader that busy-polls it, and takes it back when the
+/// reader gives up spinning and parks. A bulk transfer each way stays intact; a 64-byte request/response
+/// exchange keeps going, with pauses far longer than any spin or grace period after which the parked server
+/// must still be woken for the next request.
+#[test]
+fn prefer_busy_poll_keeps_data_intact_and_hands_the_device_back() {
+    if skip_without_kernel_peer("prefer_busy_poll_keeps_data_intact_and_hands_the_device_back") {
+        return;
+    }
+    let options = NetStackOptions { prefer_busy_poll: true, ..NetStackOptions::default() };
+    let peer = KernelPeer::tap_offloads_with_options(options)
+        .unwrap_or_else(|e| panic!("cannot start a kernel peer over an offloading TAP: {e}"));
+    let bytes = bulk_bytes();
+    let t = kernel_to_ustack(&peer, 5014, bytes, 0xb05e_0001);
+    t.report("kernel -> ustack, prefer busy poll");
+    t.check("kernel -> ustack, prefer busy poll", bytes, &peer.counters_dump());
+    let t = ustack_to_kernel(&peer, 5015, bytes, 0xb05e_0002);
+    t.report("ustack -> kernel, prefer busy poll");
+    t.check("ustack -> kernel, prefer busy poll", bytes, &peer.counters_dump());
+
+    const MESSAGES: usize = 2_000;
+    const MESSAGE: usize = 64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let listener = TcpListener::bind(peer.net(), peer.stack_addr(5016)).expect("bind the ustack listener");
+    let client = kernel_connect(&peer, peer.stack_addr(5016), CONNECT_TIMEOUT, IO_TIMEOUT)
+        .unwrap_or_else(|e| panic!("kernel connect: {e}\n{}", peer.counters_dump()));
+    client.set_nodelay(true).expect("TCP_NODELAY");
+    let (server, _) = ustack_accept(&listener, Instant::now() + CONNECT_TIMEOUT, IO_TIMEOUT)
+        .unwrap_or_else(|e| panic!("ustack accept: {e}\n{}", peer.counters_dump()));
+    server.set_nodelay(true).expect("TCP_NODELAY");
+    let (echoed, exchanged) = std::thread::scope(|scope| {
+        let echo = scope.spawn(move || echo_until_eof(server, MESSAGES * MESSAGE, deadline));
+        let mut pattern = PatternStream::new(0xb05e_0003);
+        let (mut out, mut back) = ([0u8; MESSAGE], [0u8; MESSAGE]);
+        let mut exchanged = 0;
+        for i in 0..MESSAGES {
+            if Instant::now() >= deadline {
+                break;
+            }
+            if i % 500 == 499 {
+                // Long enough for the server to stop spinning and park.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            pattern.fill(&mut out);
+            (&client).write_all(&out).unwrap_or_else(|e| panic!("request {i}: {e}"));
+            (&client).read_exact(&mut back).unwrap_or_else(|e| panic!("reply {i}: {e}"));
+            assert_eq!(out, back, "reply {i} differs from its request");
+            exchanged += 1;
+        }
+        client.shutdown(StdShutdown::Write).expect("shutdown(SHUT_WR)");
+        (echo.join().expect("echo thread panicked"), exchanged)
+    });
+    assert_eq!(exchanged, MESSAGES, "the exchange stopped at the deadline");
+    assert_eq!(echoed, Ok(MESSAGES * MESSAGE), "the server echoed every byte, then saw end of file");
 }
 
 /// The kernel's `Tcp:` counter `name` in the peer's namespace (from `/proc/net/snmp`, read inside it).

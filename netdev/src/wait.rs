@@ -49,16 +49,21 @@ impl AsRawFd for EventFd {
 
 /// Waits until one of `fds` is readable or `timeout` passes (`None` waits indefinitely). Returns, for each fd,
 /// whether it is readable. An interrupted wait returns all false.
+///
+/// `ppoll(2)` rather than `poll(2)`: its timeout is exact to the nanosecond where `poll`'s is whole
+/// milliseconds, and a driver that waits for a timer or a busy poller's grace period 50 µs away must not
+/// sleep a millisecond.
 pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
     let mut pollfds: Vec<libc::pollfd> =
         fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
-    let timeout_ms: libc::c_int = match timeout {
-        None => -1,
-        // Round up so that a deadline 0.3 ms away does not spin with a zero timeout.
-        Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
-    };
-    // SAFETY: `pollfds` is a live, correctly sized array of pollfd for the duration of the call.
-    let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout_ms) };
+    let timespec = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let timespec_ptr = timespec.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `pollfds` is a live, correctly sized array of pollfd for the duration of the call; `timespec_ptr`
+    // is null or points at `timespec`, which outlives the call; a null signal mask leaves the mask unchanged.
+    let n = unsafe { libc::ppoll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timespec_ptr, std::ptr::null()) };
     if n < 0 {
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::Interrupted {

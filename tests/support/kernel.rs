@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use ustack::runtime::NetStack;
+use ustack::runtime::{NetStack, NetStackOptions};
 use ustack::wire::ethernet::MacAddr;
 use ustack::wire::ipv4::Ipv4Cidr;
 use ustack::StackConfig;
@@ -105,7 +105,9 @@ impl KernelPeer {
     ) -> io::Result<KernelPeer> {
         match link {
             Link::Tap => KernelPeer::tap_wrapped(capture, configure, |tap| tap),
-            Link::AfPacket => KernelPeer::start_inner(link, false, capture, configure, |tap| tap),
+            Link::AfPacket => {
+                KernelPeer::start_inner(link, false, capture, configure, NetStackOptions::default(), |tap| tap)
+            }
         }
     }
 
@@ -116,7 +118,7 @@ impl KernelPeer {
         configure: impl FnOnce(&mut StackConfig),
         wrap: impl FnOnce(Tap) -> W,
     ) -> io::Result<KernelPeer> {
-        KernelPeer::start_inner(Link::Tap, false, capture, configure, wrap)
+        KernelPeer::start_inner(Link::Tap, false, capture, configure, NetStackOptions::default(), wrap)
     }
 
     /// Like [`KernelPeer::tap_wrapped`], over a TAP opened with checksum and segmentation offload
@@ -125,7 +127,12 @@ impl KernelPeer {
         configure: impl FnOnce(&mut StackConfig),
         wrap: impl FnOnce(Tap) -> W,
     ) -> io::Result<KernelPeer> {
-        KernelPeer::start_inner(Link::Tap, true, None, configure, wrap)
+        KernelPeer::start_inner(Link::Tap, true, None, configure, NetStackOptions::default(), wrap)
+    }
+
+    /// A kernel peer over a TAP with offloads whose runtime runs with `options`.
+    pub fn tap_offloads_with_options(options: NetStackOptions) -> io::Result<KernelPeer> {
+        KernelPeer::start_inner(Link::Tap, true, None, |_| {}, options, |tap| tap)
     }
 
     fn start_inner<W: Device + 'static>(
@@ -133,6 +140,7 @@ impl KernelPeer {
         offloads: bool,
         capture: Option<&Path>,
         configure: impl FnOnce(&mut StackConfig),
+        options: NetStackOptions,
         wrap: impl FnOnce(Tap) -> W,
     ) -> io::Result<KernelPeer> {
         let ns = Namespace::create(link.prefix())?;
@@ -141,12 +149,12 @@ impl KernelPeer {
             Link::Tap => {
                 ns.add_tap("tap0", &kernel_cidr)?;
                 let tap = ns.enter(|| if offloads { Tap::open_with_offloads("tap0") } else { Tap::open("tap0") })??;
-                spawn_stack(link, wrap(tap), capture, configure)?
+                spawn_stack(link, wrap(tap), capture, configure, options)?
             }
             Link::AfPacket => {
                 ns.add_veth("veth0", "veth1", &kernel_cidr)?;
                 let sock = ns.enter(|| PacketSocket::open("veth1"))??;
-                spawn_stack(link, sock, capture, configure)?
+                spawn_stack(link, sock, capture, configure, options)?
             }
         };
         Ok(KernelPeer { link, net, ns })
@@ -242,13 +250,14 @@ fn spawn_stack<D: Device + 'static>(
     dev: D,
     capture: Option<&Path>,
     configure: impl FnOnce(&mut StackConfig),
+    options: NetStackOptions,
 ) -> io::Result<NetStack> {
     let cidr = Ipv4Cidr::new(link.stack_ip(), 24).ok_or_else(|| io::Error::other("bad prefix length"))?;
     let mut config = StackConfig::new(MacAddr(STACK_MAC), cidr);
     configure(&mut config);
     match capture {
-        Some(path) => NetStack::spawn(Capture::with_wall_clock(dev, path)?, config),
-        None => NetStack::spawn(dev, config),
+        Some(path) => NetStack::spawn_with(Capture::with_wall_clock(dev, path)?, config, options),
+        None => NetStack::spawn_with(dev, config, options),
     }
 }
 

@@ -14,6 +14,7 @@
 //! the driver's eventfd only when a timer it set falls before the driver's next wake-up. A syscall-like call
 //! therefore costs one uncontended mutex acquisition, plus the device writes of what it sent.
 
+mod busy_poll;
 mod driver;
 mod readiness;
 mod tcp;
