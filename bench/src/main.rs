@@ -43,6 +43,13 @@ struct Args {
     /// Run only these scenarios (comma-separated: 1,2,3,4).
     #[arg(long, value_delimiter = ',')]
     only: Vec<u32>,
+    /// Scenarios 3 and 4: measure only the systems whose name contains one of these (comma-separated), e.g.
+    /// `--sut "TAP offloads,smoltcp"`; for profiling one row.
+    #[arg(long, value_delimiter = ',')]
+    sut: Vec<String>,
+    /// Scenario 3: run only these workloads (comma-separated: k2s, s2k, rtt, pump); for profiling one.
+    #[arg(long, value_delimiter = ',')]
+    case: Vec<String>,
     /// Repetitions per measurement (overrides the mode's default).
     #[arg(long)]
     reps: Option<usize>,
@@ -161,7 +168,8 @@ fn main() {
         lossy::scenario(&plan, &mut report);
     }
     if wanted(3) || wanted(4) {
-        tap::scenarios(&plan, wanted(3), wanted(4), &mut report);
+        let only = tap::Only { suts: args.sut.clone(), cases: args.case.clone() };
+        tap::scenarios(&plan, wanted(3), wanted(4), &only, &mut report);
     }
     if wanted(4) {
         mem::memory_scenario(&plan, &mut report);

@@ -20,7 +20,7 @@ use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant as WallInstant};
 
-use ustack::runtime::{NetStack, TcpListener as UListener, TcpStream as UStream};
+use ustack::runtime::{NetStack, NetStackOptions, TcpListener as UListener, TcpStream as UStream};
 use ustack::wire::ethernet::MacAddr;
 use ustack::{Instant, StackConfig};
 use ustack_netdev::namespace::{kernel_peer_available, Namespace};
@@ -44,6 +44,11 @@ const ACCEPT_PORT: u16 = 5004;
 /// Ethernet + IPv4 + TCP with timestamps: what a full-sized data frame carries besides payload.
 const FRAME: usize = 1514;
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// The congestion control of every kernel socket that sends bulk data here: Linux's default. A namespace
+/// inherits the host's default, which on some hosts (this VM's included) is BBR; without the `fq` qdisc BBR
+/// paces inside TCP with a high-resolution timer per burst, and that made the kernel's *sender* the
+/// bottleneck of every kernel→stack row (15–20 Gbit/s whoever received; 54–59 with CUBIC).
+const KERNEL_CONGESTION_CONTROL: &str = "cubic";
 
 fn sut_addr(port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(SUT_IP, port))
@@ -95,6 +100,16 @@ fn tap_peer_with(prefix: &str, offloads: bool) -> io::Result<(Namespace, Tap)> {
 
 fn kernel_listener(ns: &Namespace, addr: SocketAddr) -> io::Result<KListener> {
     ns.enter(|| KListener::bind(addr))?
+}
+
+/// Sets [`KERNEL_CONGESTION_CONTROL`] on a kernel socket (`TCP_CONGESTION`; root may pick any algorithm).
+fn pin_congestion_control(s: &KStream) -> io::Result<()> {
+    socket2::SockRef::from(s).set_tcp_congestion(KERNEL_CONGESTION_CONTROL.as_bytes()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot set the kernel's congestion control to {KERNEL_CONGESTION_CONTROL}: {e}"),
+        )
+    })
 }
 
 /// Something that accepts connections, so the same service code runs on ustack's runtime and on the kernel.
@@ -210,22 +225,55 @@ fn send_all(mut w: impl Write, bytes: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// How a NetStack runtime row runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Runtime {
+    /// A plain TAP, default options.
+    Plain,
+    /// The TAP's offloads (TSO/GSO and checksums), default options.
+    Offloads,
+    /// The TAP's offloads and `NetStackOptions::prefer_busy_poll`.
+    OffloadsPreferBusyPoll,
+}
+
+impl Runtime {
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::Plain => "ustack (NetStack runtime)",
+            Runtime::Offloads => "ustack (NetStack runtime, TAP offloads)",
+            Runtime::OffloadsPreferBusyPoll => "ustack (NetStack runtime, TAP offloads, prefer busy poll)",
+        }
+    }
+
+    /// The prefix of its threads' names (the namespace's, and the services').
+    fn prefix(self) -> &'static str {
+        match self {
+            Runtime::Plain => "rt-",
+            Runtime::Offloads => "ro-",
+            Runtime::OffloadsPreferBusyPoll => "rp-",
+        }
+    }
+}
+
 /// ustack's NetStack runtime on a TAP, optionally with the TAP's offloads (TSO/GSO and checksums).
-fn ustack_runtime(offloads: bool) -> io::Result<Sut> {
-    let (peer, tap) = tap_peer_with(if offloads { "ub-ro" } else { "ub-rt" }, offloads)?;
+fn ustack_runtime(kind: Runtime) -> io::Result<Sut> {
+    let offloads = kind != Runtime::Plain;
+    let prefix = kind.prefix();
+    let (peer, tap) = tap_peer_with(&format!("ub-{}", &prefix[..2]), offloads)?;
     let source_listener = kernel_listener(&peer, SocketAddr::V4(SocketAddrV4::new(KERNEL_IP, SOURCE_PORT)))?;
     let mut config = StackConfig::new(MacAddr(SUT_MAC), format!("{SUT_IP}/24").parse().expect("cidr"));
     config.mtu = 1500;
-    let net = NetStack::spawn(tap, config)?;
+    let options =
+        NetStackOptions { prefer_busy_poll: kind == Runtime::OffloadsPreferBusyPoll, ..NetStackOptions::default() };
+    let net = NetStack::spawn_with(tap, config, options)?;
     let sink = UListener::bind(&net, sut_addr(SINK_PORT))?;
     let echo = UListener::bind(&net, sut_addr(ECHO_PORT))?;
     let acceptor = UListener::bind(&net, sut_addr(ACCEPT_PORT))?;
     let stop = Arc::new(AtomicBool::new(false));
-    let prefix = if offloads { "ro-" } else { "rt-" };
     let mut threads = blocking_services(prefix, sink, echo, acceptor, stop);
     let (tx, rx) = mpsc::channel::<u64>();
     let n2 = net.clone();
-    threads.push(spawn(if offloads { "ro-source" } else { "rt-source" }, move || {
+    threads.push(spawn(&format!("{prefix}source"), move || {
         while let Ok(bytes) = rx.recv() {
             let target = SocketAddr::V4(SocketAddrV4::new(KERNEL_IP, SOURCE_PORT));
             match UStream::connect_timeout(&n2, target, Duration::from_secs(5)) {
@@ -246,12 +294,16 @@ fn ustack_runtime(offloads: bool) -> io::Result<Sut> {
         }
     });
     Ok(Sut {
-        name: if offloads { "ustack (NetStack runtime, TAP offloads)" } else { "ustack (NetStack runtime)" },
+        name: kind.name(),
         peer,
         _others: Vec::new(),
         source: tx,
         bell: None,
-        cpu_threads: if offloads { &["ustack-driver", "ro-"] } else { &["ustack-driver", "rt-"] },
+        cpu_threads: match kind {
+            Runtime::Plain => &["ustack-driver", "rt-"],
+            Runtime::Offloads => &["ustack-driver", "ro-"],
+            Runtime::OffloadsPreferBusyPoll => &["ustack-driver", "rp-"],
+        },
         source_listener,
         stop,
     })
@@ -291,6 +343,9 @@ fn kernel_veth(offloads: bool) -> io::Result<Sut> {
             });
             match s {
                 Ok(Ok(s)) => {
+                    if let Err(e) = pin_congestion_control(&s) {
+                        eprintln!("kernel source: {e}");
+                    }
                     let _ = s.set_write_timeout(Some(IO_TIMEOUT));
                     if let Err(e) = send_all(&s, bytes) {
                         eprintln!("kernel source: {e}");
@@ -471,6 +526,7 @@ fn run_loop<N: Node>(mut node: N, mut tap: Tap, commands: Receiver<u64>, bell: &
 fn kernel_to_sut(sut: &Sut, bytes: u64) -> io::Result<f64> {
     sut.peer.enter(|| -> io::Result<f64> {
         let mut s = KStream::connect_timeout(&sut_addr(SINK_PORT), Duration::from_secs(5))?;
+        pin_congestion_control(&s)?;
         s.set_write_timeout(Some(IO_TIMEOUT))?;
         s.set_read_timeout(Some(IO_TIMEOUT))?;
         let t = WallInstant::now();
@@ -697,16 +753,35 @@ fn gbit(bytes: u64, secs: f64) -> f64 {
     bytes as f64 * 8.0 / secs / 1e9
 }
 
-pub fn scenarios(plan: &Plan, do3: bool, do4: bool, report: &mut Report) {
+/// Which systems and workloads to measure (empty: all); for profiling one row.
+pub struct Only {
+    /// Systems whose name contains one of these.
+    pub suts: Vec<String>,
+    /// Scenario 3's workloads: `k2s`, `s2k`, `rtt`, `pump`.
+    pub cases: Vec<String>,
+}
+
+impl Only {
+    fn sut(&self, name: &str) -> bool {
+        self.suts.is_empty() || self.suts.iter().any(|want| name.contains(want.as_str()))
+    }
+
+    fn case(&self, case: &str) -> bool {
+        self.cases.is_empty() || self.cases.iter().any(|want| want == case)
+    }
+}
+
+pub fn scenarios(plan: &Plan, do3: bool, do4: bool, only: &Only, report: &mut Report) {
     if !kernel_peer_available() {
         report.note("scenario 3 and the accept half of scenario 4 skipped: they need root, /dev/net/tun and iproute2");
         return;
     }
     let mut suts = Vec::new();
     type Make = fn() -> io::Result<Sut>;
-    let makers: [(&str, Make); 6] = [
-        ("ustack (NetStack runtime, TAP offloads)", || ustack_runtime(true)),
-        ("ustack (NetStack runtime)", || ustack_runtime(false)),
+    let makers: [(&str, Make); 7] = [
+        (Runtime::Offloads.name(), || ustack_runtime(Runtime::Offloads)),
+        (Runtime::OffloadsPreferBusyPoll.name(), || ustack_runtime(Runtime::OffloadsPreferBusyPoll)),
+        (Runtime::Plain.name(), || ustack_runtime(Runtime::Plain)),
         ("ustack (sans-IO loop)", || {
             let mut config = StackConfig::new(MacAddr(SUT_MAC), format!("{SUT_IP}/24").parse().expect("cidr"));
             config.mtu = 1500;
@@ -719,6 +794,9 @@ pub fn scenarios(plan: &Plan, do3: bool, do4: bool, report: &mut Report) {
         ("kernel (veth, offloads off)", || kernel_veth(false)),
     ];
     for (name, make) in makers {
+        if !only.sut(name) {
+            continue;
+        }
         match make() {
             Ok(s) => suts.push(s),
             Err(e) => report.note(format!("{name}: not measured: {e}")),
@@ -735,38 +813,55 @@ pub fn scenarios(plan: &Plan, do3: bool, do4: bool, report: &mut Report) {
         let mut pump = Row::new("3 TAP vs kernel", "raw frame pump, 1514 B frames", "frame throughput", "Gbit/s", true);
         for rep in 0..plan.tap_reps {
             for sut in &suts {
-                let c0 = sut.cpu_ns();
-                match kernel_to_sut(sut, plan.tap_bytes) {
-                    Ok(secs) => {
-                        let se = k2s.series(sut.name);
-                        se.samples.push(gbit(plan.tap_bytes, secs));
-                        if let (Some(a), Some(b)) = (c0, sut.cpu_ns()) {
-                            se.cpu_s_per_gb.push((b - a) as f64 / 1e9 / (plan.tap_bytes as f64 / 1e9));
+                if only.case("k2s") {
+                    let c0 = sut.cpu_ns();
+                    match kernel_to_sut(sut, plan.tap_bytes) {
+                        Ok(secs) => {
+                            let se = k2s.series(sut.name);
+                            se.samples.push(gbit(plan.tap_bytes, secs));
+                            if let (Some(a), Some(b)) = (c0, sut.cpu_ns()) {
+                                se.cpu_s_per_gb.push((b - a) as f64 / 1e9 / (plan.tap_bytes as f64 / 1e9));
+                            }
+                            println!(
+                                "[3] rep {rep} {}: kernel→stack {:.2} Gbit/s",
+                                sut.name,
+                                gbit(plan.tap_bytes, secs)
+                            );
                         }
-                        println!("[3] rep {rep} {}: kernel→stack {:.2} Gbit/s", sut.name, gbit(plan.tap_bytes, secs));
+                        Err(e) => report.fail(format!("{} kernel→stack rep {rep}: {e}", sut.name)),
                     }
-                    Err(e) => report.fail(format!("{} kernel→stack rep {rep}: {e}", sut.name)),
                 }
-                let c0 = sut.cpu_ns();
-                match sut_to_kernel(sut, plan.tap_bytes) {
-                    Ok(secs) => {
-                        let se = s2k.series(sut.name);
-                        se.samples.push(gbit(plan.tap_bytes, secs));
-                        if let (Some(a), Some(b)) = (c0, sut.cpu_ns()) {
-                            se.cpu_s_per_gb.push((b - a) as f64 / 1e9 / (plan.tap_bytes as f64 / 1e9));
+                if only.case("s2k") {
+                    let c0 = sut.cpu_ns();
+                    match sut_to_kernel(sut, plan.tap_bytes) {
+                        Ok(secs) => {
+                            let se = s2k.series(sut.name);
+                            se.samples.push(gbit(plan.tap_bytes, secs));
+                            if let (Some(a), Some(b)) = (c0, sut.cpu_ns()) {
+                                se.cpu_s_per_gb.push((b - a) as f64 / 1e9 / (plan.tap_bytes as f64 / 1e9));
+                            }
+                            println!(
+                                "[3] rep {rep} {}: stack→kernel {:.2} Gbit/s",
+                                sut.name,
+                                gbit(plan.tap_bytes, secs)
+                            );
                         }
-                        println!("[3] rep {rep} {}: stack→kernel {:.2} Gbit/s", sut.name, gbit(plan.tap_bytes, secs));
+                        Err(e) => report.fail(format!("{} stack→kernel rep {rep}: {e}", sut.name)),
                     }
-                    Err(e) => report.fail(format!("{} stack→kernel rep {rep}: {e}", sut.name)),
                 }
-                match echo_latency(sut, plan.tap_rtts) {
-                    Ok((m, p)) => {
-                        rtt.series(sut.name).samples.push(m);
-                        p99.series(sut.name).samples.push(p);
-                        println!("[3] rep {rep} {}: 64 B RTT median {m:.1} µs, p99 {p:.1} µs", sut.name);
+                if only.case("rtt") {
+                    match echo_latency(sut, plan.tap_rtts) {
+                        Ok((m, p)) => {
+                            rtt.series(sut.name).samples.push(m);
+                            p99.series(sut.name).samples.push(p);
+                            println!("[3] rep {rep} {}: 64 B RTT median {m:.1} µs, p99 {p:.1} µs", sut.name);
+                        }
+                        Err(e) => report.fail(format!("{} request/response rep {rep}: {e}", sut.name)),
                     }
-                    Err(e) => report.fail(format!("{} request/response rep {rep}: {e}", sut.name)),
                 }
+            }
+            if !only.case("pump") {
+                continue;
             }
             match pump_rx(plan.pump_secs) {
                 Ok(g) => {
