@@ -1,6 +1,6 @@
 //! The driver thread and the shared handle to a running stack.
 
-use super::busy_poll::BusyPollGate;
+use super::device_watch::DeviceWatch;
 use crate::errno::Errno;
 use crate::iface::counters::Counters;
 use crate::iface::{FrameSink, Stack, StackConfig};
@@ -25,7 +25,7 @@ pub struct NetStackOptions {
     /// OS randomness.
     pub reproducible: bool,
     /// While a blocking call busy-polls the device, the driver stops watching it (Linux's
-    /// `SO_PREFER_BUSY_POLL`; see `runtime/busy_poll.rs`). Off by default, as in Linux: it makes a receiver that
+    /// `SO_PREFER_BUSY_POLL`; see `runtime/device_watch.rs`). Off by default, as in Linux: it makes a receiver that
     /// keeps up with a fast sender much cheaper for the sender (measured here: kernel→stack bulk with TAP
     /// offloads 40–59 Gbit/s against 25–32), but on a two-CPU virtual machine it made 64-byte request/response
     /// 3–4× slower: with the driver asleep, the idle CPU halts, and the scheduler then runs the peer's thread on
@@ -57,8 +57,8 @@ pub(crate) struct Shared {
     /// Async tasks waiting on a descriptor, woken when its readiness may have changed. Taken only after the
     /// stack lock (never the other way round), so the two locks cannot deadlock.
     pub(crate) wakers: Mutex<std::collections::HashMap<Fd, Vec<std::task::Waker>>>,
-    /// Whether the driver or the calls busy-polling the device watch it.
-    busy_poll: BusyPollGate,
+    /// Whether the driver or the calls watch the device.
+    watch: DeviceWatch,
     /// [`NetStackOptions::prefer_busy_poll`].
     prefer_busy_poll: bool,
 }
@@ -78,7 +78,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             origin: std::time::Instant::now(),
             wakers: Mutex::new(std::collections::HashMap::new()),
-            busy_poll: BusyPollGate::default(),
+            watch: DeviceWatch::default(),
             prefer_busy_poll: options.prefer_busy_poll,
         })
     }
@@ -210,6 +210,7 @@ impl NetStack {
                     if rings {
                         self.shared.transmit(&mut stack);
                     }
+                    self.shared.release(stack);
                     return result.map_err(io::Error::from);
                 }
             }
@@ -226,9 +227,13 @@ impl NetStack {
             if rings {
                 self.shared.transmit(&mut stack);
             }
-            drop(stack);
+            self.shared.release(stack);
             let waiting_since = std::time::Instant::now();
             self.shared.spin_until_woken(&woken, waiting_since);
+            if !woken.load(Ordering::SeqCst) && self.shared.watch.call_parks() {
+                // The driver leaves the device to calls, and this one is going to sleep.
+                self.shared.ring();
+            }
             match deadline {
                 _ if woken.load(Ordering::SeqCst) => {}
                 None => std::thread::park(),
@@ -457,32 +462,38 @@ impl FrameSink for FlushingSink<'_> {
 fn drive(shared: Arc<Shared>, device_fd: Option<std::os::fd::RawFd>, options: NetStackOptions) {
     let mut fds = vec![shared.doorbell_fd()];
     fds.extend(device_fd);
+    let mut timeout = shared.note_driver_wake(&shared.lock());
     while !shared.stop.load(Ordering::SeqCst) {
-        let timeout = {
-            let stack = shared.lock();
-            let wakes_at = stack.poll_at();
-            // Under the stack lock: a call that comes after sees it, and rings if it needs us sooner.
-            shared.driver_wakes_at.store(wakes_at.map_or(u64::MAX, Instant::as_nanos), Ordering::SeqCst);
-            wakes_at.map(|at| at.saturating_since(shared.now()))
-        };
         // Without a pollable device fall back to a short tick rather than sleeping through its frames.
-        let timeout = match (device_fd, timeout) {
-            (None, t) => Some(t.unwrap_or(Duration::from_millis(1)).min(Duration::from_millis(1))),
-            (Some(_), t) => t,
-        };
-        // While calls busy-poll the device, it is theirs: sleep on the doorbell and the timers only.
-        let (watched, timeout) = match shared.busy_poll.driver_sleeps(shared.now().as_nanos()) {
+        if device_fd.is_none() {
+            timeout = Some(timeout.unwrap_or(Duration::from_millis(1)).min(Duration::from_millis(1)));
+        }
+        // While calls take the device's frames themselves, sleep on the doorbell and the timers only.
+        let (watched, wait_for) = match shared.watch.driver_sleeps(shared.now().as_nanos()) {
             Some(away) => (&fds[..1], Some(timeout.map_or(away, |t| t.min(away)))),
             None => (&fds[..], timeout),
         };
-        let waited = wait_readable(watched, timeout);
-        shared.busy_poll.driver_woke();
+        let waited = wait_readable(watched, wait_for);
+        shared.watch.driver_woke();
         if let Err(e) = waited {
             tracing::error!("driver wait failed: {e}");
             break;
         }
         shared.doorbell.drain();
-        let mut stack = shared.lock();
+        let mut stack = match shared.stack.try_lock() {
+            Ok(stack) => stack,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // A call holds the stack: rather than sleep on the lock, leave the frames to the calls, which
+                // read the device as they let go of the stack (see `device_watch`).
+                shared.watch.defer_to_calls();
+                let limit = super::device_watch::DEFERRAL_LIMIT;
+                shared.driver_wakes_at.store(shared.now().as_nanos() + limit.as_nanos() as u64, Ordering::SeqCst);
+                timeout = Some(limit);
+                continue;
+            }
+        };
+        shared.watch.driver_holds_stack();
         // Awake: whatever calls do now, the driver looks at the timers again before it sleeps.
         shared.driver_wakes_at.store(u64::MAX, Ordering::SeqCst);
         let now = shared.now();
@@ -491,6 +502,7 @@ fn drive(shared: Arc<Shared>, device_fd: Option<std::os::fd::RawFd>, options: Ne
         io.poll_and_flush(&mut stack, now);
         drop(io);
         shared.wake_changed(&mut stack);
+        timeout = shared.note_driver_wake(&stack);
     }
     // Output queued after the last pass (a close just before shutdown) still goes out: a FIN or RST the
     // application asked for must not be lost.
@@ -500,6 +512,30 @@ fn drive(shared: Arc<Shared>, device_fd: Option<std::os::fd::RawFd>, options: Ne
 }
 
 impl Shared {
+    /// Records, under the stack lock, when the driver will wake on its own (a call that comes after sees it,
+    /// and rings if it needs the driver sooner), and returns how long from now that is.
+    fn note_driver_wake(&self, stack: &Stack) -> Option<Duration> {
+        let wakes_at = stack.poll_at();
+        self.driver_wakes_at.store(wakes_at.map_or(u64::MAX, Instant::as_nanos), Ordering::SeqCst);
+        wakes_at.map(|at| at.saturating_since(self.now()))
+    }
+
+    /// A call lets go of the stack. If the driver found the stack held and left the device to the calls, this
+    /// one first takes what the device holds (as Linux's `release_sock` processes the socket's backlog).
+    pub(crate) fn release(&self, mut stack: MutexGuard<'_, Stack>) {
+        if self.watch.deferred_to_calls() {
+            if let Ok(mut io) = self.io.try_lock() {
+                let now = self.now();
+                if io.receive(&mut stack, now, 1) > 0 {
+                    io.poll_and_flush(&mut stack, now);
+                    drop(io);
+                    self.after_output(&mut stack);
+                }
+            }
+        }
+        drop(stack);
+    }
+
     /// Sends what a socket call queued, from the calling thread (which holds the stack lock), rather than
     /// waking the driver to do it: a send costs one thread hop less. The driver is rung only when it cannot be
     /// done here (the driver holds the device) or when a timer the output set falls before the driver's
@@ -533,21 +569,21 @@ impl Shared {
     /// round trip.
     ///
     /// With [`NetStackOptions::prefer_busy_poll`] the driver leaves the device to it while it spins
-    /// ([`BusyPollGate`]); a call that gives up and parks hands the device back.
+    /// ([`DeviceWatch`]); a call that gives up and parks hands the device back.
     fn spin_until_woken(&self, woken: &AtomicBool, since: std::time::Instant) {
         let budget = spin_budget(typical_wait());
         if budget.is_zero() {
             return;
         }
         if self.prefer_busy_poll {
-            self.busy_poll.start();
+            self.watch.start_polling();
         }
         while !woken.load(Ordering::SeqCst) && since.elapsed() < budget {
             if !self.busy_poll() {
                 std::thread::yield_now();
             }
         }
-        if self.prefer_busy_poll && self.busy_poll.stop(self.now().as_nanos(), woken.load(Ordering::SeqCst)) {
+        if self.prefer_busy_poll && self.watch.stop_polling(self.now().as_nanos(), woken.load(Ordering::SeqCst)) {
             self.ring();
         }
     }

@@ -12,9 +12,11 @@
 //! before it parks: waking a parked thread costs tens of microseconds. A call that queued output sends it
 //! itself, writing to the device from the caller's thread, instead of waking the driver to do it; it rings
 //! the driver's eventfd only when a timer it set falls before the driver's next wake-up. A syscall-like call
-//! therefore costs one uncontended mutex acquisition, plus the device writes of what it sent.
+//! therefore costs one uncontended mutex acquisition, plus the device writes of what it sent. A driver that
+//! wakes to find the stack held does not wait for the lock: it leaves the device's frames to the calls, which
+//! read them as they let go of the stack (Linux's socket backlog; see `device_watch`).
 
-mod busy_poll;
+mod device_watch;
 mod driver;
 mod readiness;
 mod tcp;
