@@ -263,8 +263,12 @@ fn ustack_runtime(kind: Runtime) -> io::Result<Sut> {
     let source_listener = kernel_listener(&peer, SocketAddr::V4(SocketAddrV4::new(KERNEL_IP, SOURCE_PORT)))?;
     let mut config = StackConfig::new(MacAddr(SUT_MAC), format!("{SUT_IP}/24").parse().expect("cidr"));
     config.mtu = 1500;
-    let options =
-        NetStackOptions { prefer_busy_poll: kind == Runtime::OffloadsPreferBusyPoll, ..NetStackOptions::default() };
+    let options = NetStackOptions {
+        prefer_busy_poll: kind == Runtime::OffloadsPreferBusyPoll,
+        // Each runtime's driver has its own name, so that only this row's threads count for its CPU time.
+        thread_name: format!("{prefix}driver"),
+        ..NetStackOptions::default()
+    };
     let net = NetStack::spawn_with(tap, config, options)?;
     let sink = UListener::bind(&net, sut_addr(SINK_PORT))?;
     let echo = UListener::bind(&net, sut_addr(ECHO_PORT))?;
@@ -300,9 +304,9 @@ fn ustack_runtime(kind: Runtime) -> io::Result<Sut> {
         source: tx,
         bell: None,
         cpu_threads: match kind {
-            Runtime::Plain => &["ustack-driver", "rt-"],
-            Runtime::Offloads => &["ustack-driver", "ro-"],
-            Runtime::OffloadsPreferBusyPoll => &["ustack-driver", "rp-"],
+            Runtime::Plain => &["rt-"],
+            Runtime::Offloads => &["ro-"],
+            Runtime::OffloadsPreferBusyPoll => &["rp-"],
         },
         source_listener,
         stop,

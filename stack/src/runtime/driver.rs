@@ -31,11 +31,19 @@ pub struct NetStackOptions {
     /// 3–4× slower: with the driver asleep, the idle CPU halts, and the scheduler then runs the peer's thread on
     /// the spinning thread's CPU.
     pub prefer_busy_poll: bool,
+    /// The driver thread's name, as `top -H` and `/proc/PID/task/*/comm` show it (Linux keeps 15 bytes).
+    pub thread_name: String,
 }
 
 impl Default for NetStackOptions {
     fn default() -> Self {
-        NetStackOptions { batch_size: 64, max_batches_per_wake: 8, reproducible: false, prefer_busy_poll: false }
+        NetStackOptions {
+            batch_size: 64,
+            max_batches_per_wake: 8,
+            reproducible: false,
+            prefer_busy_poll: false,
+            thread_name: "ustack-driver".into(),
+        }
     }
 }
 
@@ -123,6 +131,9 @@ impl NetStack {
         mut config: StackConfig,
         options: NetStackOptions,
     ) -> io::Result<NetStack> {
+        if options.thread_name.contains('\0') {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the driver's thread name contains a NUL byte"));
+        }
         config.mtu = config.mtu.min(device.mtu());
         // A device with segmentation offload takes TCP super-segments up to its largest frame. It cuts them at
         // what fits its own MTU, so only a stack using that same MTU may hand it any.
@@ -143,7 +154,7 @@ impl NetStack {
         let shared = Arc::new(Shared::new(device, config, &options)?);
         let driver_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
-            .name("ustack-driver".into())
+            .name(options.thread_name.clone())
             .spawn(move || drive(driver_shared, device_fd, options))?;
         Ok(NetStack { shared, thread: Arc::new(Mutex::new(Some(thread))) })
     }
