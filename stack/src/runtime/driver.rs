@@ -165,6 +165,7 @@ impl NetStack {
         let mut stack = self.shared.lock();
         let result = f(&mut stack);
         self.shared.transmit(&mut stack);
+        self.shared.release(stack);
         result
     }
 
@@ -286,6 +287,7 @@ impl NetStack {
         // Waiters on this descriptor must not be woken for whatever reuses the number.
         self.shared.wakers.lock().unwrap_or_else(|p| p.into_inner()).remove(&fd);
         self.shared.transmit(&mut stack);
+        self.shared.release(stack);
     }
 
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
@@ -299,27 +301,29 @@ impl NetStack {
         op: impl FnOnce(&mut Stack) -> Result<T, Errno>,
     ) -> std::task::Poll<io::Result<T>> {
         let mut stack = self.shared.lock();
-        match op(&mut stack) {
-            Err(Errno::EAGAIN) => {
-                if self.shared.stop.load(Ordering::SeqCst) {
-                    return std::task::Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::NotConnected,
-                        "the stack has been shut down",
-                    )));
-                }
-                self.shared.register_waker(fd, cx.waker());
-                if rings {
-                    self.shared.transmit(&mut stack);
-                }
-                std::task::Poll::Pending
+        let result = op(&mut stack);
+        let pending = matches!(result, Err(Errno::EAGAIN));
+        if pending {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                return std::task::Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the stack has been shut down",
+                )));
             }
-            result => {
-                if rings {
-                    self.shared.transmit(&mut stack);
-                }
-                std::task::Poll::Ready(result.map_err(io::Error::from))
-            }
+            self.shared.register_waker(fd, cx.waker());
         }
+        if rings {
+            self.shared.transmit(&mut stack);
+        }
+        self.shared.release(stack);
+        if pending {
+            // The task now waits for the driver, like a call that parks.
+            if self.shared.watch.call_parks() {
+                self.shared.ring();
+            }
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(result.map_err(io::Error::from))
     }
 }
 
@@ -737,5 +741,27 @@ mod busy_poll_tests {
         assert_eq!(peer.recv_batch(&mut replies).unwrap(), 1, "the ARP reply went out from the spinning call");
         let reply = ArpPacket::parse(&replies.get(0).unwrap()[14..]).unwrap();
         assert_eq!((reply.op, reply.sender_ip, reply.target_mac), (ArpOp::Reply, OURS, PEER_MAC));
+    }
+
+    /// A call lets go of the stack: it reads the device only when the driver, finding the stack held, left
+    /// the device's frames to the calls — and then answers what it read from its own thread.
+    #[test]
+    fn a_call_letting_go_of_the_stack_takes_the_frames_the_driver_left_to_it() {
+        let (ours, mut peer) = Pipe::pair(PipeConfig::symmetric(1500, FaultConfig::default(), 1));
+        let config = StackConfig::new(MacAddr([2, 0, 0, 0, 0, 1]), "198.18.0.1/24".parse().unwrap());
+        let shared = Shared::new(ours, config, &NetStackOptions::default()).unwrap();
+        let mut out = FrameBatch::new(4, 1518);
+        let mut replies = FrameBatch::new(4, 1518);
+
+        out.push(&who_has_ours());
+        assert_eq!(peer.send_batch(&mut out).unwrap(), 1);
+        shared.release(shared.lock());
+        assert_eq!(peer.recv_batch(&mut replies).unwrap(), 0, "the driver watches the device: calls leave it");
+
+        shared.watch.defer_to_calls();
+        shared.release(shared.lock());
+        assert_eq!(peer.recv_batch(&mut replies).unwrap(), 1, "deferred to calls: the call answered");
+        let reply = ArpPacket::parse(&replies.get(0).unwrap()[14..]).unwrap();
+        assert_eq!((reply.op, reply.target_ip), (ArpOp::Reply, PEER));
     }
 }
