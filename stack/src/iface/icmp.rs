@@ -229,10 +229,17 @@ impl Stack {
 
     /// Reassembly timeouts: RFC 1122 section 3.3.2 says a host SHOULD send Time Exceeded (code 1) when it gives
     /// up on a datagram whose first fragment it holds.
+    #[inline]
     pub(crate) fn poll_reassembly(&mut self, now: Instant, tx: &mut dyn FrameSink) {
-        if self.reassembler.poll_at().is_none_or(|t| t > now) {
-            return;
+        if self.reassembler.poll_at().is_some_and(|t| t <= now) {
+            self.expire_reassembly(now, tx);
         }
+    }
+
+    /// [`Stack::poll_reassembly`]'s work, out of line: fragments rarely time out.
+    #[cold]
+    #[inline(never)]
+    fn expire_reassembly(&mut self, now: Instant, tx: &mut dyn FrameSink) {
         for expired in self.reassembler.poll(now) {
             self.counters.ip.reasm_timeout += 1;
             self.counters.ip.reasm_fails += 1;

@@ -224,16 +224,25 @@ impl Stack {
     /// Runs the timers due at `now` and sends what sockets have queued.
     pub fn poll(&mut self, now: Instant, tx: &mut dyn FrameSink) {
         self.last_now = self.last_now.max(now);
-        // Only what was queued before this poll: answers to it wait for the next poll, so a conversation with
-        // itself (a socket connected to itself) cannot keep one poll from returning.
-        for _ in 0..self.loopback.len() {
-            let Some(packet) = self.loopback.pop_front() else { break };
-            self.receive_ipv4(now, &packet, false, tx);
+        if !self.loopback.is_empty() {
+            self.poll_loopback(now, tx);
         }
         self.poll_neighbors(now, tx);
         self.poll_reassembly(now, tx);
         self.flush_udp(now, tx);
         self.poll_tcp(now, tx);
+    }
+
+    /// Receives what was sent to our own address. Only what was queued before this poll: answers to it wait
+    /// for the next poll, so a conversation with itself (a socket connected to itself) cannot keep one poll
+    /// from returning. Out of line, like every rare step of `poll`: the common poll stays a few cache lines.
+    #[cold]
+    #[inline(never)]
+    fn poll_loopback(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        for _ in 0..self.loopback.len() {
+            let Some(packet) = self.loopback.pop_front() else { break };
+            self.receive_ipv4(now, &packet, false, tx);
+        }
     }
 
     /// When [`Stack::poll`] next has work: `None` means "only when a frame arrives or a call is made".

@@ -221,10 +221,17 @@ impl Stack {
 
     /// ARP timers: retries, refresh probes, and failures. A failure is reported to the sender of each dropped
     /// packet as Host Unreachable, the way Linux reports it (an ICMP error generated locally).
+    #[inline]
     pub(crate) fn poll_neighbors(&mut self, now: Instant, tx: &mut dyn FrameSink) {
-        if self.neighbors.poll_at().is_none_or(|due| now < due) {
-            return;
+        if self.neighbors.poll_at().is_some_and(|due| due <= now) {
+            self.run_neighbor_timers(now, tx);
         }
+    }
+
+    /// [`Stack::poll_neighbors`]' work, out of line: a timer is rarely due.
+    #[cold]
+    #[inline(never)]
+    fn run_neighbor_timers(&mut self, now: Instant, tx: &mut dyn FrameSink) {
         let actions = self.neighbors.poll(now);
         for ip in actions.broadcast_requests {
             self.send_arp(ArpOp::Request, MacAddr::BROADCAST, MacAddr::ZERO, ip, tx);
@@ -242,10 +249,16 @@ impl Stack {
     }
 
     /// Sends the datagrams UDP sockets have queued, oldest socket first.
+    #[inline]
     pub(crate) fn flush_udp(&mut self, now: Instant, tx: &mut dyn FrameSink) {
-        if self.orphan_tx.is_empty() && self.udp_tx_ready.is_empty() {
-            return;
+        if !self.orphan_tx.is_empty() || !self.udp_tx_ready.is_empty() {
+            self.flush_udp_datagrams(now, tx);
         }
+    }
+
+    /// [`Stack::flush_udp`]'s work, out of line so that a poll without UDP output stays short.
+    #[inline(never)]
+    fn flush_udp_datagrams(&mut self, now: Instant, tx: &mut dyn FrameSink) {
         let mut scratch = std::mem::take(&mut self.scratch);
         while let Some(orphan) = self.orphan_tx.pop_front() {
             let OrphanDatagram { src, dst, ttl, tos, payload } = orphan;
