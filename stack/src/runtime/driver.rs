@@ -474,10 +474,15 @@ impl FrameSink for FlushingSink<'_> {
     }
 }
 
+/// How many times in a row the driver leaves the device to calls (each time up to
+/// [`DEFERRAL_LIMIT`](super::device_watch::DEFERRAL_LIMIT)) before it waits for the stack lock instead.
+const MAX_DEFERRALS_IN_A_ROW: u32 = 8;
+
 fn drive(shared: Arc<Shared>, device_fd: Option<std::os::fd::RawFd>, options: NetStackOptions) {
     let mut fds = vec![shared.doorbell_fd()];
     fds.extend(device_fd);
     let mut timeout = shared.note_driver_wake(&shared.lock());
+    let mut deferrals_in_a_row = 0;
     while !shared.stop.load(Ordering::SeqCst) {
         // Without a pollable device fall back to a short tick rather than sleeping through its frames.
         if device_fd.is_none() {
@@ -498,7 +503,11 @@ fn drive(shared: Arc<Shared>, device_fd: Option<std::os::fd::RawFd>, options: Ne
         let mut stack = match shared.stack.try_lock() {
             Ok(stack) => stack,
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            // Calls that never let the stack go for long enough would starve the timers, which only the
+            // driver and sending calls run: after a few deferrals in a row, wait for the lock.
+            Err(std::sync::TryLockError::WouldBlock) if deferrals_in_a_row >= MAX_DEFERRALS_IN_A_ROW => shared.lock(),
             Err(std::sync::TryLockError::WouldBlock) => {
+                deferrals_in_a_row += 1;
                 // A call holds the stack: rather than sleep on the lock, leave the frames to the calls, which
                 // read the device as they let go of the stack (see `device_watch`).
                 shared.watch.defer_to_calls();
@@ -508,6 +517,7 @@ fn drive(shared: Arc<Shared>, device_fd: Option<std::os::fd::RawFd>, options: Ne
                 continue;
             }
         };
+        deferrals_in_a_row = 0;
         shared.watch.driver_holds_stack();
         // Awake: whatever calls do now, the driver looks at the timers again before it sleeps.
         shared.driver_wakes_at.store(u64::MAX, Ordering::SeqCst);
