@@ -753,6 +753,31 @@ fn pump_rx(secs: f64) -> io::Result<f64> {
     Ok(bytes as f64 * 8.0 / elapsed / 1e9)
 }
 
+/// One repetition of a bulk transfer of `bytes` (`transfer` returns its seconds) on `sut`: goodput and the
+/// system's CPU time per GB go into `row`, a failure into `report`.
+fn bulk_rep(
+    report: &mut Report,
+    row: &mut Row,
+    sut: &Sut,
+    rep: usize,
+    bytes: u64,
+    direction: &str,
+    transfer: fn(&Sut, u64) -> io::Result<f64>,
+) {
+    let cpu_before = sut.cpu_ns();
+    match transfer(sut, bytes) {
+        Ok(secs) => {
+            let series = row.series(sut.name);
+            series.samples.push(gbit(bytes, secs));
+            if let (Some(a), Some(b)) = (cpu_before, sut.cpu_ns()) {
+                series.cpu_s_per_gb.push((b - a) as f64 / 1e9 / (bytes as f64 / 1e9));
+            }
+            println!("[3] rep {rep} {}: {direction} {:.2} Gbit/s", sut.name, gbit(bytes, secs));
+        }
+        Err(e) => report.fail(format!("{} {direction} rep {rep}: {e}", sut.name)),
+    }
+}
+
 fn gbit(bytes: u64, secs: f64) -> f64 {
     bytes as f64 * 8.0 / secs / 1e9
 }
@@ -818,40 +843,10 @@ pub fn scenarios(plan: &Plan, do3: bool, do4: bool, only: &Only, report: &mut Re
         for rep in 0..plan.tap_reps {
             for sut in &suts {
                 if only.case("k2s") {
-                    let c0 = sut.cpu_ns();
-                    match kernel_to_sut(sut, plan.tap_bytes) {
-                        Ok(secs) => {
-                            let se = k2s.series(sut.name);
-                            se.samples.push(gbit(plan.tap_bytes, secs));
-                            if let (Some(a), Some(b)) = (c0, sut.cpu_ns()) {
-                                se.cpu_s_per_gb.push((b - a) as f64 / 1e9 / (plan.tap_bytes as f64 / 1e9));
-                            }
-                            println!(
-                                "[3] rep {rep} {}: kernel→stack {:.2} Gbit/s",
-                                sut.name,
-                                gbit(plan.tap_bytes, secs)
-                            );
-                        }
-                        Err(e) => report.fail(format!("{} kernel→stack rep {rep}: {e}", sut.name)),
-                    }
+                    bulk_rep(report, &mut k2s, sut, rep, plan.tap_bytes, "kernel→stack", kernel_to_sut);
                 }
                 if only.case("s2k") {
-                    let c0 = sut.cpu_ns();
-                    match sut_to_kernel(sut, plan.tap_bytes) {
-                        Ok(secs) => {
-                            let se = s2k.series(sut.name);
-                            se.samples.push(gbit(plan.tap_bytes, secs));
-                            if let (Some(a), Some(b)) = (c0, sut.cpu_ns()) {
-                                se.cpu_s_per_gb.push((b - a) as f64 / 1e9 / (plan.tap_bytes as f64 / 1e9));
-                            }
-                            println!(
-                                "[3] rep {rep} {}: stack→kernel {:.2} Gbit/s",
-                                sut.name,
-                                gbit(plan.tap_bytes, secs)
-                            );
-                        }
-                        Err(e) => report.fail(format!("{} stack→kernel rep {rep}: {e}", sut.name)),
-                    }
+                    bulk_rep(report, &mut s2k, sut, rep, plan.tap_bytes, "stack→kernel", sut_to_kernel);
                 }
                 if only.case("rtt") {
                     match echo_latency(sut, plan.tap_rtts) {
