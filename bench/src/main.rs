@@ -44,7 +44,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     only: Vec<u32>,
     /// Scenarios 3 and 4: measure only the systems whose name contains one of these (comma-separated), e.g.
-    /// `--sut "TAP offloads,smoltcp"`; for profiling one row.
+    /// `--sut "TAP offloads),smoltcp"`; for profiling one row.
     #[arg(long, value_delimiter = ',')]
     sut: Vec<String>,
     /// Scenario 3: run only these workloads (comma-separated: k2s, s2k, rtt, pump); for profiling one.
@@ -151,6 +151,10 @@ fn main() {
     if let Some(r) = args.reps {
         plan.reps = r.max(1);
         plan.tap_reps = r.max(1);
+    }
+    if let Some(bad) = args.case.iter().find(|c| !tap::CASES.contains(&c.as_str())) {
+        eprintln!("unknown --case {bad:?}: the cases are {}", tap::CASES.join(", "));
+        std::process::exit(2);
     }
     let wanted = |s: u32| args.only.is_empty() || args.only.contains(&s);
     let (nproc, model, kernel) = procfs::machine();

@@ -1,4 +1,4 @@
-//! Waiting for file descriptors: an eventfd to wake a sleeping driver, and `poll(2)` over a few descriptors.
+//! Waiting for file descriptors: an eventfd to wake a sleeping driver, and `ppoll(2)` over a few descriptors.
 //! These are the only blocking primitives the runtime needs, kept here so that `unsafe` stays in this crate.
 
 use std::io;
@@ -50,14 +50,14 @@ impl AsRawFd for EventFd {
 /// Waits until one of `fds` is readable or `timeout` passes (`None` waits indefinitely). Returns, for each fd,
 /// whether it is readable. An interrupted wait returns all false.
 ///
-/// `ppoll(2)` rather than `poll(2)`: its timeout is exact to the nanosecond where `poll`'s is whole
-/// milliseconds, and a driver that waits for a timer or a busy poller's grace period 50 µs away must not
-/// sleep a millisecond.
+/// `ppoll(2)` rather than `poll(2)`: its timeout is in nanoseconds where `poll`'s is whole milliseconds, and
+/// a driver that waits for a timer or a busy poller's grace period 50 µs away must not sleep a millisecond.
+/// (The kernel may still add the thread's timer slack, 50 µs by default: see [`tighten_timer_slack`].)
 pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
     let mut pollfds: Vec<libc::pollfd> =
         fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
     let timespec = timeout.map(|d| libc::timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_sec: d.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,
     });
     let timespec_ptr = timespec.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
@@ -72,6 +72,18 @@ pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec
         return Err(err);
     }
     Ok(pollfds.iter().map(|p| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0).collect())
+}
+
+/// Sets the calling thread's timer slack to 1 µs (`PR_SET_TIMERSLACK`). Linux lets a sleeping thread's
+/// timeouts run late by its slack, 50 µs by default, to batch wake-ups; a thread whose timeouts are tens of
+/// microseconds (a driver waiting out a grace period) would sleep twice as long as it asked.
+pub fn tighten_timer_slack() -> io::Result<()> {
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument by value and touches no memory of ours.
+    let r = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong, 0, 0, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -89,5 +101,20 @@ mod tests {
         e.drain();
         let r = wait_readable(&[e.as_raw_fd()], Some(Duration::ZERO)).unwrap();
         assert_eq!(r, vec![false]);
+    }
+
+    #[test]
+    fn the_timer_slack_is_tightened_for_this_thread_only() {
+        // SAFETY: PR_GET_TIMERSLACK takes no argument and returns the slack.
+        let slack = || unsafe { libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0) };
+        let before = slack();
+        let inside = std::thread::spawn(move || {
+            tighten_timer_slack().unwrap();
+            slack()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inside, 1_000);
+        assert_eq!(slack(), before, "other threads keep theirs");
     }
 }

@@ -25,11 +25,11 @@ pub struct NetStackOptions {
     /// OS randomness.
     pub reproducible: bool,
     /// While a blocking call busy-polls the device, the driver stops watching it (Linux's
-    /// `SO_PREFER_BUSY_POLL`; see `runtime/device_watch.rs`). Off by default, as in Linux: it makes a receiver that
-    /// keeps up with a fast sender much cheaper for the sender (measured here: kernel→stack bulk with TAP
-    /// offloads 40–59 Gbit/s against 25–32), but on a two-CPU virtual machine it made 64-byte request/response
-    /// 3–4× slower: with the driver asleep, the idle CPU halts, and the scheduler then runs the peer's thread on
-    /// the spinning thread's CPU.
+    /// `SO_PREFER_BUSY_POLL`; see `runtime/device_watch.rs`). Off by default, as in Linux: it can make a receiver
+    /// that keeps up with a fast sender cheaper for the sender (measured here: kernel→stack bulk with TAP
+    /// offloads, median 40 against 30 Gbit/s over 16 alternating repetitions, though it spreads widely), but on
+    /// a two-CPU virtual machine it made 64-byte request/response 3–4× slower: with the driver asleep, the idle
+    /// CPU halts, and the scheduler then runs the peer's thread on the spinning thread's CPU.
     pub prefer_busy_poll: bool,
     /// The driver thread's name, as `top -H` and `/proc/PID/task/*/comm` show it (Linux keeps 15 bytes).
     pub thread_name: String,
@@ -53,8 +53,9 @@ pub(crate) struct Shared {
     /// call that queued output, which sends it itself instead of waking the driver for it.
     io: Mutex<DeviceIo>,
     /// When the sleeping driver will wake on its own, in nanoseconds of the stack's clock (`u64::MAX`: only
-    /// when a frame arrives or it is rung). Written under the stack lock. A call whose output sets a timer
-    /// before it rings the driver, which would otherwise sleep through the timer.
+    /// when a frame arrives or it is rung). Written under the stack lock, or moved earlier without it by a
+    /// driver deferring to calls. A call whose output sets a timer before it rings the driver, which would
+    /// otherwise sleep through the timer.
     driver_wakes_at: AtomicU64,
     /// Scratch space for the descriptors whose readiness changed, reused by every call (under the stack lock).
     changed: Mutex<Vec<Fd>>,
@@ -171,13 +172,19 @@ impl NetStack {
 
     /// A copy of the stack's counters.
     pub fn counters(&self) -> Counters {
-        self.shared.lock().counters().clone()
+        let stack = self.shared.lock();
+        let counters = stack.counters().clone();
+        self.shared.release(stack);
+        counters
     }
 
     /// Every socket of the stack, as `ss` shows them.
     pub fn sockets_snapshot(&self) -> Vec<crate::socket::SocketInfo> {
         let now = self.shared.now();
-        self.shared.lock().sockets_snapshot(now)
+        let stack = self.shared.lock();
+        let sockets = stack.sockets_snapshot(now);
+        self.shared.release(stack);
+        sockets
     }
 
     /// Time on the stack's clock.
@@ -479,6 +486,11 @@ impl FrameSink for FlushingSink<'_> {
 const MAX_DEFERRALS_IN_A_ROW: u32 = 8;
 
 fn drive(shared: Arc<Shared>, device_fd: Option<std::os::fd::RawFd>, options: NetStackOptions) {
+    // The driver's sleeps are often tens of microseconds (a deferral, a grace period): without this, Linux
+    // may stretch each by 50 µs.
+    if let Err(e) = ustack_netdev::wait::tighten_timer_slack() {
+        tracing::warn!("cannot tighten the driver's timer slack: {e}");
+    }
     let mut fds = vec![shared.doorbell_fd()];
     fds.extend(device_fd);
     let mut timeout = shared.note_driver_wake(&shared.lock());
@@ -500,21 +512,25 @@ fn drive(shared: Arc<Shared>, device_fd: Option<std::os::fd::RawFd>, options: Ne
             break;
         }
         shared.doorbell.drain();
-        let mut stack = match shared.stack.try_lock() {
-            Ok(stack) => stack,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        let mut stack = match try_lock(&shared.stack) {
+            Some(stack) => stack,
             // Calls that never let the stack go for long enough would starve the timers, which only the
             // driver and sending calls run: after a few deferrals in a row, wait for the lock.
-            Err(std::sync::TryLockError::WouldBlock) if deferrals_in_a_row >= MAX_DEFERRALS_IN_A_ROW => shared.lock(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                deferrals_in_a_row += 1;
+            None if deferrals_in_a_row >= MAX_DEFERRALS_IN_A_ROW => shared.lock(),
+            None => {
                 // A call holds the stack: rather than sleep on the lock, leave the frames to the calls, which
-                // read the device as they let go of the stack (see `device_watch`).
+                // read the device as they let go of the stack (see `device_watch` and `Shared::release`).
                 shared.watch.defer_to_calls();
-                let limit = super::device_watch::DEFERRAL_LIMIT;
-                shared.driver_wakes_at.store(shared.now().as_nanos() + limit.as_nanos() as u64, Ordering::SeqCst);
-                timeout = Some(limit);
-                continue;
+                std::sync::atomic::fence(Ordering::SeqCst);
+                match try_lock(&shared.stack) {
+                    // Let go meanwhile, perhaps before it saw the deferral: take the frames after all.
+                    Some(stack) => stack,
+                    None => {
+                        deferrals_in_a_row += 1;
+                        timeout = Some(shared.defer_timers());
+                        continue;
+                    }
+                }
             }
         };
         deferrals_in_a_row = 0;
@@ -536,6 +552,16 @@ fn drive(shared: Arc<Shared>, device_fd: Option<std::os::fd::RawFd>, options: Ne
     io.poll_and_flush(&mut stack, shared.now());
 }
 
+/// `Mutex::try_lock` that, like [`Shared::lock`], carries on past a poisoned lock; `None` only when another
+/// thread holds it.
+fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 impl Shared {
     /// Records, under the stack lock, when the driver will wake on its own (a call that comes after sees it,
     /// and rings if it needs the driver sooner), and returns how long from now that is.
@@ -545,20 +571,47 @@ impl Shared {
         wakes_at.map(|at| at.saturating_since(self.now()))
     }
 
+    /// The driver defers to calls: it looks again within [`DEFERRAL_LIMIT`](super::device_watch::DEFERRAL_LIMIT),
+    /// or sooner if a timer falls due before. Returns how long from now. `driver_wakes_at` only moves earlier
+    /// here, so a call that read it before (without the lock) rings at worst when it need not.
+    fn defer_timers(&self) -> Duration {
+        let now = self.now().as_nanos();
+        let limit = now.saturating_add(super::device_watch::DEFERRAL_LIMIT.as_nanos() as u64);
+        let wakes_at = self.driver_wakes_at.load(Ordering::SeqCst).min(limit);
+        self.driver_wakes_at.store(wakes_at, Ordering::SeqCst);
+        Duration::from_nanos(wakes_at.saturating_sub(now))
+    }
+
     /// A call lets go of the stack. If the driver found the stack held and left the device to the calls, this
     /// one first takes what the device holds (as Linux's `release_sock` processes the socket's backlog).
+    ///
+    /// The driver may leave the device to the calls just as this one lets go, after it looked: it looks once
+    /// more after letting go, and the driver tries the lock once more after deferring (both behind a fence),
+    /// so one of the two takes the frames.
     pub(crate) fn release(&self, mut stack: MutexGuard<'_, Stack>) {
         if self.watch.deferred_to_calls() {
-            if let Ok(mut io) = self.io.try_lock() {
-                let now = self.now();
-                if io.receive(&mut stack, now, 1) > 0 {
-                    io.poll_and_flush(&mut stack, now);
-                    drop(io);
-                    self.after_output(&mut stack);
-                }
-            }
+            self.take_deferred_input(&mut stack);
         }
         drop(stack);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.watch.deferred_to_calls() {
+            // Held again already: whoever holds it reads the device as it lets go, or is the driver.
+            if let Some(mut stack) = try_lock(&self.stack) {
+                self.take_deferred_input(&mut stack);
+            }
+        }
+    }
+
+    /// Reads one batch from the device into the stack and sends the replies, from a call that holds the stack
+    /// while the driver leaves the device to the calls.
+    fn take_deferred_input(&self, stack: &mut Stack) {
+        let Some(mut io) = try_lock(&self.io) else { return };
+        let now = self.now();
+        if io.receive(stack, now, 1) > 0 {
+            io.poll_and_flush(stack, now);
+            drop(io);
+            self.after_output(stack);
+        }
     }
 
     /// Sends what a socket call queued, from the calling thread (which holds the stack lock), rather than
@@ -617,8 +670,8 @@ impl Shared {
     /// wake who it concerns. Gives way (returns false) when the driver or another call holds the stack or
     /// the device, or when nothing arrived.
     fn busy_poll(&self) -> bool {
-        let Ok(mut stack) = self.stack.try_lock() else { return false };
-        let Ok(mut io) = self.io.try_lock() else { return false };
+        let Some(mut stack) = try_lock(&self.stack) else { return false };
+        let Some(mut io) = try_lock(&self.io) else { return false };
         let now = self.now();
         if io.receive(&mut stack, now, 1) == 0 {
             return false;
