@@ -54,8 +54,35 @@ impl AsRawFd for EventFd {
 /// a driver that waits for a timer or a busy poller's grace period 50 µs away must not sleep a millisecond.
 /// (The kernel may still add the thread's timer slack, 50 µs by default: see [`tighten_timer_slack`].)
 pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
-    let mut pollfds: Vec<libc::pollfd> =
-        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let mut pollfds: Vec<libc::pollfd> = fds.iter().map(|&fd| pollin(fd)).collect();
+    if !ppoll(&mut pollfds, timeout)? {
+        return Ok(vec![false; fds.len()]);
+    }
+    Ok(pollfds.iter().map(|p| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0).collect())
+}
+
+/// [`wait_readable`] for a caller that only needs to wait, such as a driver that reads every descriptor
+/// after each wake-up anyway: no allocation, for up to [`WAIT_MAX_FDS`] descriptors.
+pub fn wait_any(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<()> {
+    let mut pollfds = [pollin(-1); WAIT_MAX_FDS];
+    let Some(pollfds) = pollfds.get_mut(..fds.len()) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "wait_any: too many descriptors"));
+    };
+    for (p, &fd) in pollfds.iter_mut().zip(fds) {
+        p.fd = fd;
+    }
+    ppoll(pollfds, timeout).map(|_| ())
+}
+
+/// The most descriptors [`wait_any`] waits on.
+pub const WAIT_MAX_FDS: usize = 8;
+
+fn pollin(fd: RawFd) -> libc::pollfd {
+    libc::pollfd { fd, events: libc::POLLIN, revents: 0 }
+}
+
+/// `ppoll(2)` on `pollfds`; false when a signal interrupted it.
+fn ppoll(pollfds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<bool> {
     let timespec = timeout.map(|d| libc::timespec {
         tv_sec: d.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,
@@ -67,11 +94,11 @@ pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec
     if n < 0 {
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(vec![false; fds.len()]);
+            return Ok(false);
         }
         return Err(err);
     }
-    Ok(pollfds.iter().map(|p| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0).collect())
+    Ok(true)
 }
 
 /// Sets the calling thread's timer slack to 1 µs (`PR_SET_TIMERSLACK`). Linux lets a sleeping thread's
@@ -101,6 +128,15 @@ mod tests {
         e.drain();
         let r = wait_readable(&[e.as_raw_fd()], Some(Duration::ZERO)).unwrap();
         assert_eq!(r, vec![false]);
+    }
+
+    #[test]
+    fn wait_any_wakes_on_any_descriptor_and_refuses_too_many() {
+        let (quiet, rung) = (EventFd::new().unwrap(), EventFd::new().unwrap());
+        rung.notify();
+        wait_any(&[quiet.as_raw_fd(), rung.as_raw_fd()], Some(Duration::from_secs(5))).unwrap();
+        let too_many = [quiet.as_raw_fd(); WAIT_MAX_FDS + 1];
+        assert_eq!(wait_any(&too_many, Some(Duration::ZERO)).unwrap_err().kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]

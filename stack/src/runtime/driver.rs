@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use ustack_netdev::wait::{wait_readable, EventFd};
+use ustack_netdev::wait::{wait_any, EventFd};
 use ustack_netdev::{Device, FrameBatch};
 
 /// Tunables of the driver.
@@ -505,7 +505,7 @@ fn drive(shared: Arc<Shared>, device_fd: Option<std::os::fd::RawFd>, options: Ne
             Some(away) => (&fds[..1], Some(timeout.map_or(away, |t| t.min(away)))),
             None => (&fds[..], timeout),
         };
-        let waited = wait_readable(watched, wait_for);
+        let waited = wait_any(watched, wait_for);
         shared.watch.driver_woke();
         if let Err(e) = waited {
             tracing::error!("driver wait failed: {e}");
