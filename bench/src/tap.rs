@@ -47,7 +47,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// The congestion control of every kernel socket that sends bulk data here: Linux's default. A namespace
 /// inherits the host's default, which on some hosts (this VM's included) is BBR; without the `fq` qdisc BBR
 /// paces inside TCP with a high-resolution timer per burst, and that made the kernel's *sender* the
-/// bottleneck of every kernel→stack row (15–20 Gbit/s whoever received; 54–59 with CUBIC).
+/// bottleneck of every kernel→stack row (15–20 Gbit/s whoever received; with CUBIC the kernel over veth got
+/// 32–42).
 const KERNEL_CONGESTION_CONTROL: &str = "cubic";
 
 fn sut_addr(port: u16) -> SocketAddr {
