@@ -8,6 +8,7 @@
 /// 1071 section 2(B) ("byte order independence") makes that equal to summing big-endian 16-bit words, and
 /// section 2(C) ("parallel summation") lets the carries wait in the upper bits until the fold. Unlike an
 /// add-with-carry chain, each addition is independent of the last one's carry, so it runs in vector lanes.
+#[link_section = ".text.hot.ustack"]
 pub fn add(sum: u64, data: &[u8]) -> u64 {
     if data.len() < SHORT {
         return add_short(sum, data);

@@ -145,6 +145,7 @@ impl<K: Copy> TimerWheel<K> {
 
     /// Arranges for `key` to be returned by the first [`TimerWheel::expire`] whose `now` is at or after `at`.
     /// A deadline at or before the wheel's current time fires on the next `expire`.
+    #[link_section = ".text.hot.ustack"]
     pub fn schedule(&mut self, at: Instant, key: K) -> TimerHandle {
         let (level, slot) = self.position(tick_of(at));
         if level == 0 && slot == digit(self.elapsed, 0) {
@@ -291,6 +292,7 @@ impl<K: Copy> TimerWheel<K> {
 
     /// Fires the timers of level-0 slot `slot`: all of them, or with `Some(now)` only those due by `now`
     /// (the current millisecond's slot), recording the earliest one left.
+    #[link_section = ".text.hot.ustack"]
     fn fire_slot(&mut self, slot: usize, due_by: Option<Instant>, out: &mut Vec<K>) {
         let mut index = self.heads[0][slot];
         let mut earliest_left: Option<Instant> = None;

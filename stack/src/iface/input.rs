@@ -48,6 +48,7 @@ impl Stack {
     /// [`Stack::receive_batch`] for a device's batch, with what the device knows of each frame: a frame
     /// whose checksum it marked as trusted (`FrameBatch::mark_checksum_trusted`) skips TCP and UDP checksum
     /// verification.
+    #[link_section = ".text.hot.ustack"]
     pub fn receive_device_batch(&mut self, now: Instant, batch: &ustack_netdev::FrameBatch, tx: &mut dyn FrameSink) {
         self.receive_frames(now, batch.iter_with_trust(), tx);
     }
@@ -89,6 +90,7 @@ impl Stack {
     }
 
     /// Validates an IPv4 packet and hands it, reassembled if need be, to its transport protocol.
+    #[link_section = ".text.hot.ustack"]
     pub(crate) fn receive_ipv4(&mut self, now: Instant, packet: &[u8], link_broadcast: bool, tx: &mut dyn FrameSink) {
         self.counters.ip.in_receives += 1;
         let (header, payload) = match Ipv4Header::parse(packet) {
@@ -130,6 +132,7 @@ impl Stack {
         self.deliver_ipv4(now, &header, payload, link_broadcast, tx);
     }
 
+    #[link_section = ".text.hot.ustack"]
     fn deliver_ipv4(
         &mut self,
         now: Instant,

@@ -222,6 +222,7 @@ impl Stack {
     }
 
     /// Runs the timers due at `now` and sends what sockets have queued.
+    #[link_section = ".text.hot.ustack"]
     pub fn poll(&mut self, now: Instant, tx: &mut dyn FrameSink) {
         self.last_now = self.last_now.max(now);
         if !self.loopback.is_empty() {

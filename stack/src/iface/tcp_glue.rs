@@ -263,6 +263,7 @@ impl<'a> TcpFrameWriter<'a> {
 }
 
 impl SegmentOut for TcpFrameWriter<'_> {
+    #[link_section = ".text.hot.ustack"]
     fn push(&mut self, segment: &OutSegment<'_>) -> bool {
         let dst = *segment.remote.ip();
         let Ok(NextHop::Neighbor(hop)) = self.config.route(dst) else { return false };

@@ -67,6 +67,7 @@ impl Stack {
     }
 
     /// `sendto(fd, buf, flags, addr)`; `None` sends to the connected peer.
+    #[link_section = ".text.hot.ustack"]
     pub fn sendto(&mut self, fd: Fd, buf: &[u8], flags: MsgFlags, dest: Option<SocketAddr>) -> SysResult<usize> {
         let _ = flags;
         match self.socket_proto(fd)? {
@@ -83,6 +84,7 @@ impl Stack {
     }
 
     /// `recvfrom(fd, buf, flags)`.
+    #[link_section = ".text.hot.ustack"]
     pub fn recvfrom(&mut self, fd: Fd, buf: &mut [u8], flags: MsgFlags) -> SysResult<RecvMeta> {
         match self.socket_proto(fd)? {
             Proto::Udp => self.udp_recvfrom(fd, buf, flags),

@@ -79,6 +79,7 @@ impl RingBuffer {
     }
 
     /// Appends as much of `data` as fits and returns how many bytes were taken.
+    #[link_section = ".text.hot.ustack"]
     pub fn push(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
         if n == 0 || !self.allocate() {
@@ -210,6 +211,7 @@ impl RingBuffer {
 
     /// Allocates the storage on first use. False if it cannot be (an absurd capacity): the buffer then behaves
     /// as if it had no room, rather than aborting.
+    #[link_section = ".text.hot.ustack"]
     fn allocate(&mut self) -> bool {
         if self.storage.len() == self.capacity {
             return true;

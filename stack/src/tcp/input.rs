@@ -599,6 +599,7 @@ impl Connection {
     /// timestamp it echoes and, once a round trip, grow the buffer to what the application's reading needs,
     /// up to `TcpConfig::rcvbuf_autotune_max`, the largest window the negotiated scale can offer, and the
     /// stack-wide budget.
+    #[link_section = ".text.hot.ustack"]
     fn autotune_receive_buffer(&mut self, now: Instant, seg: &TcpHeader, data_len: usize, ctx: &mut InputContext) {
         if self.opts.rcvbuf_locked {
             return;
@@ -682,6 +683,7 @@ impl Connection {
 
     /// Takes in-window text at `seq` (not before RCV.NXT): in order it joins the receive buffer, beyond RCV.NXT
     /// it is held out of order and reported by SACK.
+    #[link_section = ".text.hot.ustack"]
     fn accept_text(&mut self, now: Instant, seq: SeqNum, data: &[u8], ctx: &mut InputContext) {
         if data.is_empty() || self.shut_rd_discards(data.len()) {
             return;

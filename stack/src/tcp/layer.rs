@@ -46,6 +46,7 @@ const SPARE_BUFFERS: usize = 64;
 const SPARE_BUFFER_BYTES: usize = 32 << 20;
 
 /// Gives `ring` storage from `pool` if it has none and the pool has storage of its size.
+#[link_section = ".text.hot.ustack"]
 fn lend(pool: &mut BufferPool, ring: &mut RingBuffer) {
     if ring.is_detached() {
         if let Some(storage) = pool.take(ring.capacity()) {
@@ -237,6 +238,7 @@ impl TcpLayer {
         self.reopen_min_isn = None;
     }
 
+    #[link_section = ".text.hot.ustack"]
     fn receive_conn(&mut self, now: Instant, k: SlabKey, seg: &TcpHeader, payload: &[u8], our_mss: u16) {
         let Some(conn) = self.conns.get_mut(k) else { return };
         if !payload.is_empty() {
@@ -270,6 +272,7 @@ impl TcpLayer {
     }
 
     /// Lends spare storage to connection `k`'s send ring before the application writes into it.
+    #[link_section = ".text.hot.ustack"]
     pub fn lend_send_buffer(&mut self, k: SlabKey) {
         if let Some(conn) = self.conns.get_mut(k) {
             lend(&mut self.buffers, &mut conn.tx);
@@ -278,6 +281,7 @@ impl TcpLayer {
 
     /// Takes back the storage of connection `k`'s rings that hold nothing: a receive ring the application
     /// has read dry (with no out-of-order data parked in it), a send ring whose bytes were all acknowledged.
+    #[link_section = ".text.hot.ustack"]
     pub fn reclaim_buffers(&mut self, k: SlabKey) {
         let Some(conn) = self.conns.get_mut(k) else { return };
         if conn.ooo.is_empty() {
@@ -291,6 +295,7 @@ impl TcpLayer {
     }
 
     /// Acts on what an event did to connection `k`: send what it has to send, and retire it if it ended.
+    #[link_section = ".text.hot.ustack"]
     pub fn after_event(&mut self, now: Instant, k: SlabKey, outcome: Outcome) {
         match outcome {
             Outcome::Alive | Outcome::Established => {
@@ -367,6 +372,7 @@ impl TcpLayer {
     }
 
     /// Sends what connection `k` has to send, built into `self.out`, and re-arms its timer.
+    #[link_section = ".text.hot.ustack"]
     pub fn transmit(&mut self, now: Instant, k: SlabKey) {
         let Some(conn) = self.conns.get_mut(k) else { return };
         conn.transmit(now, &self.config, &mut self.out, &mut self.counters);
@@ -378,6 +384,7 @@ impl TcpLayer {
     /// moving the entry each time would cost a cancel and an insert per segment. Fired early, the timer finds
     /// nothing due and is set again here (Linux's timers work the same way: `sk_reset_timer` on a pending
     /// timer only when it must fire sooner).
+    #[link_section = ".text.hot.ustack"]
     fn reschedule(&mut self, k: SlabKey) {
         let Some(conn) = self.conns.get_mut(k) else { return };
         let want = conn.next_deadline();
@@ -775,6 +782,7 @@ impl TcpLayer {
     // Timers and output.
 
     /// Runs every timer due at `now` and flushes connections with pending output.
+    #[link_section = ".text.hot.ustack"]
     pub fn poll(&mut self, now: Instant, out: &mut dyn SegmentOut) {
         let mut expired = std::mem::take(&mut self.expired);
         expired.clear();
@@ -823,6 +831,7 @@ impl TcpLayer {
     /// Marks a connection as having output to flush on the next poll. A call right after a receive batch
     /// finds the connection last in the queue, where the batch's deferred ACK left it (a request answered
     /// in the same poll): it is not queued twice, as a second turn would find nothing to send.
+    #[link_section = ".text.hot.ustack"]
     pub fn wake(&mut self, k: SlabKey) {
         self.defer_transmit(k);
     }

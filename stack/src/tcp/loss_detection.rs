@@ -46,6 +46,7 @@ impl Connection {
     /// RACK's loss detection (RFC 8985 section 6.2 step 5), on an ACK or when the reordering timer fires.
     /// Newly lost bytes start fast recovery if it is not running (section 6.3: RACK decides when, not only
     /// duplicate ACKs); the lost bytes are resent by [`Connection::retransmit_lost`].
+    #[link_section = ".text.hot.ustack"]
     pub(crate) fn detect_losses(&mut self, now: Instant, counters: &mut TcpCounters) {
         // After a timeout SND.NXT went back and everything from SND.UNA is being resent anyway: marks would only
         // count the same bytes out of the pipe twice.

@@ -13,6 +13,7 @@ use crate::wire::tcp::{TcpFlags, TcpHeader, TcpOptions, MAX_SACK_BLOCKS};
 
 impl Connection {
     /// Builds every segment the connection should send now into `out`.
+    #[link_section = ".text.hot.ustack"]
     pub fn transmit(&mut self, now: Instant, config: &TcpConfig, out: &mut dyn SegmentOut, counters: &mut TcpCounters) {
         match self.state {
             State::SynSent => self.send_syn(now, config, out, counters, false),
@@ -292,6 +293,7 @@ impl Connection {
     }
 
     /// A segment of `len` data bytes at `seq` (which must be within the send buffer), with the current ACK.
+    #[link_section = ".text.hot.ustack"]
     pub(crate) fn emit_data(
         &mut self,
         now: Instant,
@@ -365,6 +367,7 @@ impl Connection {
 
     /// The header every synchronized segment shares: our window (scaled), the ACK, and the options that go on
     /// every segment (timestamps, SACK blocks).
+    #[link_section = ".text.hot.ustack"]
     fn header(&mut self, now: Instant, seq: SeqNum, flags: TcpFlags) -> TcpHeader {
         let field = self.window_field();
         let mut options = TcpOptions::default();
@@ -432,6 +435,7 @@ impl Connection {
 
     /// The payload a segment can carry with the options it carries now (timestamps, and SACK blocks while
     /// out-of-order data is held), so that headers and data never exceed the MTU (Linux's `tcp_current_mss`).
+    #[link_section = ".text.hot.ustack"]
     pub(crate) fn data_mss(&self) -> usize {
         let sack_blocks_due = self.negotiated.sack_ok && (!self.ooo.is_empty() || self.dsack.is_some());
         if !sack_blocks_due {

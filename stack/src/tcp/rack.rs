@@ -117,6 +117,7 @@ impl Rack {
     /// An acknowledgment arrived at `now`: everything below `snd_una` and everything `sacked` holds is
     /// delivered. RFC 8985 section 6.2 steps 1 to 3: remember the most recently sent delivered bytes and
     /// their round trip, and whether delivery revealed reordering.
+    #[link_section = ".text.hot.ustack"]
     pub fn on_ack(&mut self, now: Instant, snd_una: SeqNum, sacked: &Scoreboard) {
         while let Some(front) = self.log.front().copied() {
             if !front.end.gt(snd_una) {

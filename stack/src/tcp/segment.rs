@@ -187,6 +187,7 @@ pub struct WithFallback<'a> {
 }
 
 impl SegmentOut for WithFallback<'_> {
+    #[link_section = ".text.hot.ustack"]
     fn push(&mut self, segment: &OutSegment<'_>) -> bool {
         self.first.push(segment) || self.fallback.push(segment)
     }
