@@ -29,8 +29,9 @@ impl Stack {
     }
 
     pub(crate) fn receive_tcp(&mut self, now: Instant, ip: &Ipv4Header, payload: &[u8], tx: &mut dyn FrameSink) {
-        let (seg, data) = match TcpHeader::parse_v4_trusting(payload, ip.src, ip.dst, self.rx_checksum_trusted) {
-            Ok(parsed) => parsed,
+        let mut seg = TcpHeader::default();
+        let data = match seg.read_v4(payload, ip.src, ip.dst, self.rx_checksum_trusted) {
+            Ok(data) => data,
             Err(e) => {
                 self.tcp.counters.in_errs += 1;
                 if e == WireError::BadChecksum {
