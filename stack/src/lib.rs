@@ -9,8 +9,8 @@
 //!
 //! Functions on the path every segment takes (a socket call, the device batch, IP, the connection's input
 //! and output, the checksum) carry `#[link_section = ".text.hot.ustack"]`. The linker then lays them out
-//! side by side, so the few kilobytes a round trip runs fill the instruction cache evenly, where wherever
-//! the compiler happened to put them left some cache sets holding more hot lines than they have ways
+//! side by side, so the ~24 KiB of code a round trip runs spreads over the instruction cache's sets, where
+//! wherever the compiler happened to put them left some sets holding more hot lines than they have ways
 //! (`docs/DESIGN.md`, "Code placement"). It decides where code goes, nothing else.
 
 pub mod errno;
