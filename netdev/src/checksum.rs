@@ -4,10 +4,11 @@
 /// Adds `data` to a running ones'-complement sum (not yet folded). An odd final byte is padded with zero, as
 /// RFC 1071 section 4.1 does.
 ///
-/// The bulk is summed as native-endian words into wide accumulators and byte-swapped once at the end: RFC
-/// 1071 section 2(B) ("byte order independence") makes that equal to summing big-endian 16-bit words, and
-/// section 2(C) ("parallel summation") lets the carries wait in the upper bits until the fold. Unlike an
-/// add-with-carry chain, each addition is independent of the last one's carry, so it runs in vector lanes.
+/// The bulk is summed as native-endian words into wide accumulators and put in big-endian order once at the
+/// end: RFC 1071 section 2(B) ("byte order independence") makes that equal to summing big-endian 16-bit
+/// words, and section 2(C) ("parallel summation") lets the carries wait in the upper bits until the fold.
+/// Unlike an add-with-carry chain, each addition is independent of the last one's carry, so it runs in
+/// vector lanes.
 #[link_section = ".text.hot.ustack"]
 pub fn add(sum: u64, data: &[u8]) -> u64 {
     if data.len() < SHORT {
@@ -51,7 +52,7 @@ mod x86 {
     pub(super) fn add_avx2(sum: u64, data: &[u8]) -> u64 {
         let (whole, rest) = data.split_at(data.len() / 32 * 32);
         let total = whole.chunks(PASS).map(|pass| sum_blocks_avx2(pass)).sum();
-        super::finish_words(sum, total, rest)
+        super::add_short(sum + super::network_order(total), rest)
     }
 
     /// The sum of the native-endian 16-bit words of `pass`, whose length is a multiple of 32, at most `PASS`.
@@ -89,7 +90,7 @@ mod x86 {
     pub(super) fn add_avx512(sum: u64, data: &[u8]) -> u64 {
         let (whole, rest) = data.split_at(data.len() / 64 * 64);
         let total = whole.chunks(PASS).map(|pass| sum_blocks_avx512(pass)).sum();
-        super::finish_words(sum, total, rest)
+        super::add_short(sum + super::network_order(total), rest)
     }
 
     /// The sum of the native-endian 16-bit words of `pass`, whose length is a multiple of 64, at most `PASS`.
@@ -132,7 +133,8 @@ const SHORT: usize = 128;
 
 /// [`add`] for short data: native-endian 64-bit words into one accumulator, counting the carries out of it.
 /// A carry out of bit 63 is worth 2^64, which is 1 modulo 0xffff like every power of 2^16, so the carries
-/// are added back at the end (the end-around carry of RFC 1071 section 2(C), deferred).
+/// are added back at the end (the end-around carry of RFC 1071 section 2(C), deferred). The last bytes (under
+/// eight) go in as at most one 32-bit word, one 16-bit word and one byte, without a loop.
 #[inline(always)]
 fn add_short(sum: u64, data: &[u8]) -> u64 {
     let mut words = data.chunks_exact(8);
@@ -142,9 +144,21 @@ fn add_short(sum: u64, data: &[u8]) -> u64 {
         acc = next;
         carries += u64::from(carried);
     }
-    // Down to 34 bits, which the 32-bit words of the rest cannot overflow.
-    let acc = (acc & 0xffff_ffff) + (acc >> 32) + carries;
-    finish_words(sum, acc, words.remainder())
+    let rest = words.remainder();
+    let mut native = narrow(acc) + carries;
+    let (four, rest) = rest.split_at(rest.len() & 4);
+    if let [a, b, c, d] = *four {
+        native += u64::from(u32::from_ne_bytes([a, b, c, d]));
+    }
+    let (two, rest) = rest.split_at(rest.len() & 2);
+    if let [a, b] = *two {
+        native += u64::from(u16::from_ne_bytes([a, b]));
+    }
+    if let [last] = *rest {
+        // An odd last byte is the high half of a word padded with zero (RFC 1071 section 4.1).
+        native += u64::from(u16::from_ne_bytes([last, 0]));
+    }
+    sum + network_order(native)
 }
 
 /// [`add`] in portable code, which the compiler vectorizes for the baseline target (SSE2 on x86-64).
@@ -156,7 +170,7 @@ fn add_portable(sum: u64, data: &[u8]) -> u64 {
     for block in &mut blocks {
         add_block(&mut lanes, block);
     }
-    finish(sum, &lanes, blocks.remainder())
+    add_short(sum + network_order(lanes.iter().sum()), blocks.remainder())
 }
 
 /// Adds one 32-byte block to eight native-endian 32-bit lanes.
@@ -167,33 +181,25 @@ fn add_block(lanes: &mut [u64; 8], block: &[u8]) {
     }
 }
 
-/// Adds the lanes and the bytes after the last whole block (`rest`, under 32 bytes) to `sum`.
-fn finish(sum: u64, lanes: &[u64; 8], rest: &[u8]) -> u64 {
-    finish_words(sum, lanes.iter().sum::<u64>(), rest)
+/// `sum` in at most 33 bits, equal modulo 0xffff (2^32 is 1 modulo 0xffff).
+#[inline(always)]
+fn narrow(sum: u64) -> u64 {
+    (sum & 0xffff_ffff) + (sum >> 32)
 }
 
-/// Adds `acc` (a native-endian sum of 16- or 32-bit words: the two are equal modulo 0xffff) and the bytes of
-/// `rest` to `sum`.
+/// A sum of native-endian words (16 bits or any multiple) as the sum of the big-endian 16-bit words the
+/// checksum is defined on (RFC 1071 section 2(B)). A little-endian machine read each word `256a + b` as
+/// `256b + a`, and `256 (256b + a) = 65536b + 256a`, which is `256a + b` modulo 0xffff: multiplying by 256
+/// exchanges the bytes back, in every word at once and carries included, so nothing is folded to 16 bits
+/// here.
 #[inline(always)]
-fn finish_words(sum: u64, acc: u64, rest: &[u8]) -> u64 {
-    let mut words = rest.chunks_exact(4);
-    let tail: u64 = (&mut words).map(|w| u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))).sum();
-    let acc = acc + tail;
-    // Fold the native sum to 16 bits, keeping end-around carries, then read it as big-endian.
-    let mut folded = (acc & 0xffff_ffff) + (acc >> 32);
-    folded = (folded & 0xffff) + (folded >> 16);
-    folded = (folded & 0xffff) + (folded >> 16);
-    folded = (folded & 0xffff) + (folded >> 16);
-    let mut sum = sum + u64::from(u16::from_be(folded as u16));
-    let rest = words.remainder();
-    let mut pairs = rest.chunks_exact(2);
-    for p in &mut pairs {
-        sum += u64::from(u16::from_be_bytes([p[0], p[1]]));
+fn network_order(native: u64) -> u64 {
+    let narrow = narrow(native); // under 2^34: shifted by 8 it cannot overflow
+    if cfg!(target_endian = "little") {
+        narrow << 8
+    } else {
+        narrow
     }
-    if let [last] = pairs.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    sum
 }
 
 /// Folds a running sum into 16 bits.
