@@ -12,8 +12,16 @@
 #[link_section = ".text.hot.ustack"]
 pub fn add(sum: u64, data: &[u8]) -> u64 {
     if data.len() < SHORT {
-        return add_short(sum, data);
+        add_short_outlined(sum, data)
+    } else {
+        add_long(sum, data)
     }
+}
+
+/// [`add`] for data of at least [`SHORT`] bytes: the widest loop the CPU runs.
+#[inline(never)]
+#[link_section = ".text.hot.ustack"]
+fn add_long(sum: u64, data: &[u8]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512bw") {
@@ -26,6 +34,14 @@ pub fn add(sum: u64, data: &[u8]) -> u64 {
         }
     }
     add_portable(sum, data)
+}
+
+/// [`add_short`] as a function of its own: kept apart from the long loops, whose many accumulators would make
+/// every call save and restore registers that the short loop does not use.
+#[inline(never)]
+#[link_section = ".text.hot.ustack"]
+fn add_short_outlined(sum: u64, data: &[u8]) -> u64 {
+    add_short(sum, data)
 }
 
 /// Vector loops chosen at run time (the standard library caches the test of the CPU's features: one load per
