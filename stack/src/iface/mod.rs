@@ -13,6 +13,7 @@ mod output;
 pub mod rate_limit;
 pub mod reassembly;
 mod tcp_glue;
+mod tcp_template;
 
 use crate::socket::{Fd, SocketTable};
 use crate::time::{earliest, Instant};
@@ -159,6 +160,8 @@ pub struct Stack {
     /// For each socket, the epoll instances watching it.
     pub(crate) epoll_watchers: std::collections::HashMap<Fd, Vec<Fd>>,
     pub(crate) next_ident: u16,
+    /// Prebuilt headers for TCP frames (see `tcp_template`).
+    pub(crate) tcp_templates: tcp_template::TemplateCache,
     rng: crate::rng::Rng,
     /// Reused buffer for building transport segments.
     pub(crate) scratch: Vec<u8>,
@@ -186,6 +189,7 @@ impl Stack {
             notify: Vec::new(),
             epoll_watchers: std::collections::HashMap::new(),
             next_ident: (config.seed >> 16) as u16,
+            tcp_templates: Default::default(),
             rng: crate::rng::Rng::new(config.seed),
             scratch: Vec::with_capacity(65536),
             last_now: Instant::ZERO,

@@ -4,23 +4,19 @@
 use super::counters::Counters;
 use super::neighbor::NeighborCache;
 use super::output::{ipv4_frame, IpSend, NextHop};
+use super::tcp_template::TemplateCache;
 use super::{FrameSink, Stack, StackConfig};
 use crate::errno::Errno;
 use crate::tcp::connection::{Outcome, State};
 use crate::tcp::layer::Demuxed;
 use crate::tcp::segment::{OutSegment, SegmentOut};
-use crate::tcp::seq::SeqNum;
 use crate::time::Instant;
-use crate::wire::checksum;
-use crate::wire::ethernet::{self, ethertype, MacAddr};
+use crate::wire::ethernet::MacAddr;
 use crate::wire::ip_proto;
 use crate::wire::ipv4::{Ipv4Header, MIN_HEADER_LEN};
-use crate::wire::tcp::{TcpFlags, TcpHeader, MAX_OPTIONS_LEN, MIN_HEADER_LEN as TCP_MIN_HEADER_LEN};
+use crate::wire::tcp::{TcpHeader, MIN_HEADER_LEN as TCP_MIN_HEADER_LEN};
 use crate::wire::WireError;
 use std::net::SocketAddrV4;
-
-/// The longest TCP header: the fixed part and 40 bytes of options.
-const TCP_MAX_HEADER_LEN: usize = TCP_MIN_HEADER_LEN + MAX_OPTIONS_LEN;
 
 impl Stack {
     /// The MSS we announce: the MTU less the IPv4 and TCP headers (RFC 9293 section 3.7.1, MUST-14).
@@ -83,8 +79,14 @@ impl Stack {
     /// abortive close) go first; connections then write theirs straight into frames.
     pub(crate) fn poll_tcp(&mut self, now: Instant, tx: &mut dyn FrameSink) {
         self.flush_tcp(now, tx);
-        let mut frames =
-            TcpFrameWriter::new(&self.config, &self.neighbors, &mut self.counters, &mut self.next_ident, tx);
+        let mut frames = TcpFrameWriter::new(
+            &self.config,
+            &self.neighbors,
+            &mut self.counters,
+            &mut self.next_ident,
+            &mut self.tcp_templates,
+            tx,
+        );
         self.tcp.poll(now, &mut frames);
         self.flush_tcp(now, tx);
     }
@@ -92,8 +94,14 @@ impl Stack {
     /// The end of a receive batch: the connections it touched send, straight into frames.
     pub(crate) fn end_tcp_batch(&mut self, now: Instant, tx: &mut dyn FrameSink) {
         self.flush_tcp(now, tx);
-        let mut frames =
-            TcpFrameWriter::new(&self.config, &self.neighbors, &mut self.counters, &mut self.next_ident, tx);
+        let mut frames = TcpFrameWriter::new(
+            &self.config,
+            &self.neighbors,
+            &mut self.counters,
+            &mut self.next_ident,
+            &mut self.tcp_templates,
+            tx,
+        );
         self.tcp.end_batch(now, &mut frames);
         self.flush_tcp(now, tx);
     }
@@ -149,6 +157,7 @@ pub(crate) struct TcpFrameWriter<'a> {
     neighbors: &'a NeighborCache,
     counters: &'a mut Counters,
     next_ident: &'a mut u16,
+    templates: &'a mut TemplateCache,
     tx: &'a mut dyn FrameSink,
 }
 
@@ -158,9 +167,10 @@ impl<'a> TcpFrameWriter<'a> {
         neighbors: &'a NeighborCache,
         counters: &'a mut Counters,
         next_ident: &'a mut u16,
+        templates: &'a mut TemplateCache,
         tx: &'a mut dyn FrameSink,
     ) -> Self {
-        TcpFrameWriter { config, neighbors, counters, next_ident, tx }
+        TcpFrameWriter { config, neighbors, counters, next_ident, templates, tx }
     }
 
     /// True when the device takes `segment` whole and cuts it itself: it has segmentation offload for a
@@ -203,63 +213,42 @@ impl<'a> TcpFrameWriter<'a> {
         true
     }
 
-    /// Cuts a super-segment into frames, a piece each (software GSO). The headers are built once, as a
-    /// template, and each frame is the template with the piece's own IP length and identification and TCP
-    /// sequence number and flags patched in; both checksums are the template's sums with those words added
-    /// (RFC 1071 section 2(D), incremental update), so no header is built or read back per piece. Linux's
-    /// `tcp_gso_segment` patches its copies of the headers the same way.
+    /// Cuts a super-segment into frames, a piece each (software GSO), each written from the connection's
+    /// template with the piece's own sequence number and flags (see `tcp_template`). A header no template
+    /// describes (one carrying SACK blocks) has each piece built whole instead.
     fn cut_super_segment(&mut self, segment: &OutSegment<'_>, mac: MacAddr) {
-        const IP_AT: usize = ethernet::HEADER_LEN;
-        const TCP_AT: usize = IP_AT + MIN_HEADER_LEN;
-        let (src, dst) = (self.config.ipv4.addr, *segment.remote.ip());
-        let tcp_header_len = segment.header.header_len();
-        let headers_len = TCP_AT + tcp_header_len;
-        // The template: length, identification, sequence number, flags and both checksums zero.
-        let mut template = [0u8; TCP_AT + TCP_MAX_HEADER_LEN];
-        ethernet::write_header(&mut template, mac, self.config.mac, ethertype::IPV4);
-        let ttl = segment.ttl.unwrap_or(self.config.ttl);
-        let mut ip = Ipv4Header::new(src, dst, ip_proto::TCP, ttl, 0);
-        ip.total_len = 0;
-        ip.tos = segment.tos;
-        ip.dont_fragment = true; // TCP's segments are sized to the path MTU
-        ip.emit(&mut template[IP_AT..TCP_AT]);
-        template[IP_AT + 10..IP_AT + 12].fill(0);
-        let header = TcpHeader { seq: SeqNum(0), flags: TcpFlags(0), ..*segment.header };
-        header.emit_fields(&mut template[TCP_AT..headers_len]);
-        let ip_sum = checksum::add(0, &template[IP_AT..TCP_AT]);
-        let tcp_sum = checksum::add(0, &template[TCP_AT..headers_len]);
-
+        let Some(template) = self.templates.get(self.config, mac, segment) else {
+            return segment.for_each_piece(|piece| self.write_frame(piece, mac, false));
+        };
         for piece in segment.pieces_iter() {
-            let Some(frame) = self.tx.frame(headers_len + piece.len) else {
+            self.counters.ip.out_requests += 1;
+            *self.next_ident = self.next_ident.wrapping_add(1);
+            let Some(frame) = self.tx.frame(template.frame_len(piece.len)) else {
                 self.counters.link.out_dropped += 1;
                 self.counters.ip.out_discards += 1;
                 continue;
             };
             self.counters.link.out_frames += 1;
-            self.counters.ip.out_requests += 1;
-            *self.next_ident = self.next_ident.wrapping_add(1);
-            let (headers, body) = frame.split_at_mut(headers_len);
-            headers.copy_from_slice(&template[..headers_len]);
-
-            let tcp_len = tcp_header_len + piece.len;
-            let total_len = (MIN_HEADER_LEN + tcp_len) as u16;
-            let ident = *self.next_ident;
-            headers[IP_AT + 2..IP_AT + 4].copy_from_slice(&total_len.to_be_bytes());
-            headers[IP_AT + 4..IP_AT + 6].copy_from_slice(&ident.to_be_bytes());
-            let ip_checksum = !checksum::fold(ip_sum + u64::from(total_len) + u64::from(ident));
-            headers[IP_AT + 10..IP_AT + 12].copy_from_slice(&ip_checksum.to_be_bytes());
-
             let seq = segment.header.seq + piece.offset;
-            headers[TCP_AT + 4..TCP_AT + 8].copy_from_slice(&seq.0.to_be_bytes());
-            headers[TCP_AT + 13] = piece.flags.0;
-            let (a, b) = segment.piece_payload(&piece);
-            body[..a.len()].copy_from_slice(a);
-            body[a.len()..].copy_from_slice(b);
-            let mut sum = tcp_sum + checksum::pseudo_header_v4(src, dst, ip_proto::TCP, tcp_len);
-            sum += u64::from(seq.0 >> 16) + u64::from(seq.0 & 0xffff) + u64::from(piece.flags.0);
-            sum = checksum::add_at(checksum::add(sum, a), b, a.len() % 2 == 1);
-            headers[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+            template.write(frame, *self.next_ident, segment, seq, piece.flags, segment.piece_payload(&piece));
         }
+    }
+
+    /// A single segment written from the connection's template, if its header is one a template describes.
+    #[inline(always)]
+    fn write_from_template(&mut self, segment: &OutSegment<'_>, mac: MacAddr) -> bool {
+        let Some(template) = self.templates.get(self.config, mac, segment) else { return false };
+        self.counters.ip.out_requests += 1;
+        *self.next_ident = self.next_ident.wrapping_add(1);
+        let Some(frame) = self.tx.frame(template.frame_len(segment.payload_len())) else {
+            self.counters.link.out_dropped += 1;
+            self.counters.ip.out_discards += 1;
+            return true;
+        };
+        self.counters.link.out_frames += 1;
+        let header = segment.header;
+        template.write(frame, *self.next_ident, segment, header.seq, header.flags, segment.payload);
+        true
     }
 }
 
@@ -275,7 +264,9 @@ impl SegmentOut for TcpFrameWriter<'_> {
         if MIN_HEADER_LEN + segment.wire_len() > self.config.mtu {
             return false; // too long for the MTU: IP refuses it (TCP sets DF)
         }
-        self.write_frame(segment, mac, false);
+        if !self.write_from_template(segment, mac) {
+            self.write_frame(segment, mac, false);
+        }
         true
     }
 }
@@ -283,8 +274,10 @@ impl SegmentOut for TcpFrameWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tcp::seq::SeqNum;
     use crate::time::Instant;
-    use crate::wire::tcp::TcpOptions;
+    use crate::wire::ethernet;
+    use crate::wire::tcp::{TcpFlags, TcpOptions};
 
     const US: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
     const PEER: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
@@ -295,45 +288,143 @@ mod tests {
         let mut neighbors = NeighborCache::new(config.arp.clone(), 1);
         neighbors.learn(Instant::ZERO, *segment.remote.ip(), PEER, true);
         let (mut counters, mut ident, mut out) = (Counters::default(), 77u16, Vec::<Vec<u8>>::new());
-        let mut writer = TcpFrameWriter::new(&config, &neighbors, &mut counters, &mut ident, &mut out);
+        let mut templates = TemplateCache::default();
+        let mut writer = TcpFrameWriter::new(&config, &neighbors, &mut counters, &mut ident, &mut templates, &mut out);
         cut(&mut writer, PEER);
         (out, counters)
+    }
+
+    /// Checks that every frame is a valid IPv4 packet with a valid TCP segment.
+    fn assert_valid(frames: &[Vec<u8>]) {
+        for frame in frames {
+            let ip = &frame[ethernet::HEADER_LEN..];
+            let (ip_header, tcp) = Ipv4Header::parse(ip).expect("a valid IPv4 header");
+            TcpHeader::parse_v4(tcp, ip_header.src, ip_header.dst).expect("a valid TCP checksum");
+        }
+    }
+
+    #[test]
+    fn single_segments_from_the_template_match_segments_built_whole() {
+        let data: Vec<u8> = (0..301u32).map(|i| (i * 29 + 11) as u8).collect();
+        let timestamps = TcpOptions { timestamps: Some((0xfedc_ba98, 0x0123_4567)), ..TcpOptions::default() };
+        let mut sack = TcpOptions { timestamps: Some((5, 6)), sack_count: 1, ..TcpOptions::default() };
+        sack.sack_blocks[0] = (SeqNum(100), SeqNum(200));
+        let cases = [
+            (TcpOptions::default(), TcpFlags::ACK, 0, true),
+            (timestamps, TcpFlags::ACK | TcpFlags::PSH, 0, true),
+            (timestamps, TcpFlags::ACK | TcpFlags::FIN | TcpFlags::ECE, 0, true),
+            (sack, TcpFlags::ACK, 0, false), // SACK blocks: no template
+            (timestamps, TcpFlags::ACK | TcpFlags::URG, 7, false), // an urgent pointer: no template
+        ];
+        for (options, flags, urgent, templated) in cases {
+            let header = TcpHeader {
+                src_port: 5001,
+                dst_port: 0xfffe,
+                seq: SeqNum(0xffff_fff0),
+                ack: SeqNum(0x8000_0001),
+                flags,
+                window: 0xffff,
+                urgent,
+                options,
+            };
+            for (len, split) in [(0, 0), (1, 0), (1, 1), (64, 31), (301, 0), (301, 150), (300, 299)] {
+                let segment = OutSegment {
+                    local: "198.18.0.2:5001".parse().unwrap(),
+                    remote: "198.18.0.1:65534".parse().unwrap(),
+                    header: &header,
+                    payload: (&data[..split], &data[split..len]),
+                    mss: 1448,
+                    ttl: None,
+                    tos: 0x28,
+                };
+                let (fast, fast_counters) = frames(&segment, |w, mac| {
+                    assert_eq!(w.write_from_template(&segment, mac), templated, "{options:?}");
+                });
+                let (whole, whole_counters) = frames(&segment, |w, mac| w.write_frame(&segment, mac, false));
+                if templated {
+                    assert_eq!(fast, whole, "{len} bytes split at {split}, {options:?}, {flags:?}");
+                    assert_eq!(fast_counters, whole_counters);
+                    assert_valid(&fast);
+                } else {
+                    assert!(fast.is_empty());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_template_is_rebuilt_when_what_it_was_built_from_changes() {
+        let config = StackConfig::new(US, "198.18.0.2/24".parse().unwrap());
+        let header = TcpHeader { src_port: 80, dst_port: 40000, flags: TcpFlags::ACK, ..TcpHeader::default() };
+        let segment = |ttl: Option<u8>, remote: &str| OutSegment {
+            local: "198.18.0.2:80".parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            header: &header,
+            payload: (&[], &[]),
+            mss: 1448,
+            ttl,
+            tos: 0,
+        };
+        let mut cache = TemplateCache::default();
+        let frame_of = |cache: &mut TemplateCache, mac: MacAddr, seg: &OutSegment<'_>| {
+            let template = cache.get(&config, mac, seg).expect("a header without options has a template");
+            let mut frame = vec![0; template.frame_len(0)];
+            template.write(&mut frame, 1, seg, seg.header.seq, seg.header.flags, (&[], &[]));
+            frame
+        };
+        let first = frame_of(&mut cache, PEER, &segment(None, "198.18.0.1:40000"));
+        assert_eq!(first[..6], PEER.0);
+        let moved = MacAddr([2, 0, 0, 0, 0, 9]);
+        assert_eq!(
+            frame_of(&mut cache, moved, &segment(None, "198.18.0.1:40000"))[..6],
+            moved.0,
+            "new next-hop address"
+        );
+        let ttl = frame_of(&mut cache, moved, &segment(Some(7), "198.18.0.1:40000"));
+        assert_eq!(ttl[ethernet::HEADER_LEN + 8], 7, "new TTL");
+        // Another peer whose template may share the slot, then the first again: each gets its own headers.
+        let other = frame_of(&mut cache, moved, &segment(Some(7), "198.18.0.77:40000"));
+        assert_eq!(other[ethernet::HEADER_LEN + 16..ethernet::HEADER_LEN + 20], [198, 18, 0, 77]);
+        let again = frame_of(&mut cache, moved, &segment(Some(7), "198.18.0.1:40000"));
+        assert_eq!(again, ttl);
+        assert_valid(&[first, ttl, other, again]);
     }
 
     #[test]
     fn frames_cut_from_the_template_match_pieces_written_whole() {
         let data: Vec<u8> = (0..5000u32).map(|i| (i * 31 + 3) as u8).collect();
-        let options = TcpOptions { timestamps: Some((123_456, 654_321)), ..TcpOptions::default() };
-        let header = TcpHeader {
-            src_port: 80,
-            dst_port: 40000,
-            seq: SeqNum(0xffff_f000), // the pieces' sequence numbers wrap
-            ack: SeqNum(42),
-            flags: TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN | TcpFlags::CWR,
-            window: 501,
-            urgent: 0,
-            options,
-        };
-        for split in [0, 1, 1447, 1448, 2001, 4999] {
-            let segment = OutSegment {
-                local: "198.18.0.2:80".parse().unwrap(),
-                remote: "198.18.0.1:40000".parse().unwrap(),
-                header: &header,
-                payload: (&data[..split], &data[split..]),
-                mss: 1448,
-                ttl: Some(33),
-                tos: 0x10,
+        let timestamps = TcpOptions { timestamps: Some((123_456, 654_321)), ..TcpOptions::default() };
+        // With SACK blocks no template describes the header: the pieces are built whole.
+        let mut sack = TcpOptions { sack_count: 1, ..timestamps };
+        sack.sack_blocks[0] = (SeqNum(7000), SeqNum(9000));
+        for options in [timestamps, sack] {
+            let header = TcpHeader {
+                src_port: 80,
+                dst_port: 40000,
+                seq: SeqNum(0xffff_f000), // the pieces' sequence numbers wrap
+                ack: SeqNum(42),
+                flags: TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN | TcpFlags::CWR,
+                window: 501,
+                urgent: 0,
+                options,
             };
-            let (fast, fast_counters) = frames(&segment, |w, mac| w.cut_super_segment(&segment, mac));
-            let (whole, whole_counters) =
-                frames(&segment, |w, mac| segment.for_each_piece(|piece| w.write_frame(piece, mac, false)));
-            assert_eq!(fast.len(), 4, "5000 bytes at 1448 a segment");
-            assert_eq!(fast, whole, "payload split at {split}");
-            assert_eq!(fast_counters, whole_counters);
-            for frame in &fast {
-                let ip = &frame[ethernet::HEADER_LEN..];
-                let (ip_header, tcp) = Ipv4Header::parse(ip).expect("a valid IPv4 header");
-                TcpHeader::parse_v4(tcp, ip_header.src, ip_header.dst).expect("a valid TCP checksum");
+            for split in [0, 1, 1447, 1448, 2001, 4999] {
+                let segment = OutSegment {
+                    local: "198.18.0.2:80".parse().unwrap(),
+                    remote: "198.18.0.1:40000".parse().unwrap(),
+                    header: &header,
+                    payload: (&data[..split], &data[split..]),
+                    mss: 1448,
+                    ttl: Some(33),
+                    tos: 0x10,
+                };
+                let (fast, fast_counters) = frames(&segment, |w, mac| w.cut_super_segment(&segment, mac));
+                let (whole, whole_counters) =
+                    frames(&segment, |w, mac| segment.for_each_piece(|piece| w.write_frame(piece, mac, false)));
+                assert_eq!(fast.len(), 4, "5000 bytes at 1448 a segment");
+                assert_eq!(fast, whole, "payload split at {split}, {options:?}");
+                assert_eq!(fast_counters, whole_counters);
+                assert_valid(&fast);
             }
         }
     }
