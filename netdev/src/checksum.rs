@@ -44,6 +44,14 @@ fn add_short_outlined(sum: u64, data: &[u8]) -> u64 {
     add_short(sum, data)
 }
 
+/// [`add`] for exactly 20 bytes — an IPv4 header without options, the one a host verifies for every packet it
+/// receives — in straight-line code: five 32-bit words, no loop and no length to test.
+#[inline]
+pub fn add_20(sum: u64, data: &[u8; 20]) -> u64 {
+    let word = |at: usize| u64::from(u32::from_ne_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]));
+    sum + network_order(word(0) + word(4) + word(8) + word(12) + word(16))
+}
+
 /// Vector loops chosen at run time (the standard library caches the test of the CPU's features: one load per
 /// call). x86-64's baseline is SSE2, on which the portable loop sums a 1460-byte payload in about 32 ns; the
 /// AVX2 loop below takes 13 ns and the AVX-512 one 11.5 (8960 bytes: 57 and 42 ns), measured on the benchmark
@@ -274,6 +282,17 @@ mod tests {
         }
         let _ = data;
         sums
+    }
+
+    #[test]
+    fn twenty_bytes_in_straight_line_match_the_loop() {
+        let data: Vec<u8> = (0..600u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        for (i, chunk) in data.windows(20).enumerate() {
+            let header: &[u8; 20] = chunk.try_into().unwrap();
+            assert_eq!(fold(add_20(i as u64, header)) % 0xffff, fold(add(i as u64, chunk)) % 0xffff);
+        }
+        assert_eq!(fold(add_20(0, &[0xff; 20])), 0xffff);
+        assert_eq!(fold(add_20(0, &[0; 20])), 0);
     }
 
     #[test]

@@ -116,6 +116,7 @@ impl FrameTemplate {
 
     /// Writes the frame of `segment` into `frame` ([`FrameTemplate::frame_len`] bytes): IP identification
     /// `ident`, and the header's own sequence number and flags, or a piece's (a super-segment cut here).
+    #[link_section = ".text.hot.ustack"]
     pub(crate) fn write(
         &self,
         frame: &mut [u8],
@@ -192,6 +193,7 @@ impl Default for TemplateCache {
 impl TemplateCache {
     /// The template for `segment`'s frame towards `dst_mac`, built if the cache has none; `None` when the
     /// segment's header is not one a template describes.
+    #[link_section = ".text.hot.ustack"]
     pub(crate) fn get(
         &mut self,
         config: &StackConfig,

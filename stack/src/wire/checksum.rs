@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 /// The running sum and its fold live with the devices, which complete offloaded checksums with them too.
-pub use ustack_netdev::checksum::{add, fold};
+pub use ustack_netdev::checksum::{add, add_20, fold};
 
 /// The checksum of `data` alone.
 pub fn checksum(data: &[u8]) -> u16 {

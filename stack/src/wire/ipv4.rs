@@ -65,7 +65,12 @@ impl Ipv4Header {
         if buf.len() < header.total_len {
             return Err(WireError::Truncated);
         }
-        if checksum::checksum(&buf[..header.header_len]) != 0 {
+        // Nearly every header has no options: those are summed in straight-line code.
+        let sum = match buf.first_chunk::<MIN_HEADER_LEN>() {
+            Some(fixed) if header.header_len == MIN_HEADER_LEN => checksum::add_20(0, fixed),
+            _ => checksum::add(0, &buf[..header.header_len]),
+        };
+        if !checksum::fold(sum) != 0 {
             return Err(WireError::BadChecksum);
         }
         if header.more_fragments && header.payload_len() % 8 != 0 {
