@@ -45,6 +45,7 @@ pub(crate) fn icmp_error_to_errno(ty: u8, code: u8) -> Option<(Errno, bool)> {
 }
 
 impl Stack {
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     pub(crate) fn receive_icmp(&mut self, now: Instant, ip: &Ipv4Header, payload: &[u8], tx: &mut dyn FrameSink) {
         self.counters.icmp.in_msgs += 1;
         let msg = match IcmpMessage::parse(payload) {

@@ -70,6 +70,7 @@ impl Stack {
 
     /// RFC 826 "Packet Reception", in order: update an existing entry for the sender (merge), then if the
     /// packet is for our address add the sender if new, and answer a request.
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     fn receive_arp(&mut self, now: Instant, payload: &[u8], tx: &mut dyn FrameSink) {
         let Ok(arp) = ArpPacket::parse(payload) else {
             self.counters.arp.in_malformed += 1;
@@ -163,6 +164,7 @@ impl Stack {
         self.counters.ip.in_delivers += 1;
     }
 
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     fn receive_udp(
         &mut self,
         now: Instant,

@@ -40,7 +40,6 @@ pub(crate) struct IpSend {
 /// Takes a frame from `tx` for an IPv4 datagram with `payload_len` bytes of payload, writes its Ethernet and
 /// IPv4 headers and counts it sent; returns the room for the payload, which the caller fills. `None`, counted
 /// as a discard, when the sink has no room.
-#[link_section = ".text.hot.ustack"]
 pub(crate) fn ipv4_frame<'a>(
     tx: &'a mut dyn FrameSink,
     counters: &mut super::counters::Counters,

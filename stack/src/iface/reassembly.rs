@@ -99,6 +99,7 @@ impl Reassembler {
     }
 
     /// Adds one fragment (`header.is_fragment()` is true) with its payload.
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     pub fn add(&mut self, now: Instant, header: &Ipv4Header, payload: &[u8]) -> FragmentOutcome {
         let key = Key { src: header.src, dst: header.dst, protocol: header.protocol, ident: header.ident };
         let start = header.frag_offset;

@@ -414,6 +414,7 @@ impl Connection {
 
     /// Runs the timers due at `now` (RFC 6298 section 5 for retransmission, RFC 9293 section 3.8.6.1 for
     /// zero-window probes, RFC 1122 section 4.2.3.6 for keepalive, RFC 9293 section 3.8.6.3 for delayed ACKs).
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     pub fn on_timer(&mut self, now: Instant, config: &TcpConfig, counters: &mut TcpCounters) -> Outcome {
         if self.rack_at.is_some_and(|t| t <= now) {
             self.rack_at = None;

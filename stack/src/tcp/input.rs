@@ -71,6 +71,7 @@ impl Connection {
     }
 
     /// RFC 9293 section 3.10.7.3, SYN-SENT.
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     fn on_segment_syn_sent(
         &mut self,
         now: Instant,
@@ -785,6 +786,7 @@ impl Connection {
     }
 
     /// RFC 5961 section 7: send `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`, unless over the rate limit.
+    #[cold]
     fn challenge_ack(&mut self, ctx: &mut InputContext) {
         if ctx.challenge_acks.try_take(self.last_recv) {
             ctx.counters.challenge_acks += 1;

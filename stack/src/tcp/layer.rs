@@ -446,6 +446,7 @@ impl TcpLayer {
     }
 
     /// RFC 9293 section 3.6.1: the active closer keeps the four-tuple for 2*MSL, here in a light entry.
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     fn enter_time_wait(&mut self, now: Instant, k: SlabKey) {
         let Some(conn) = self.conns.get(k) else { return };
         if self.time_wait.len() >= self.config.max_time_wait {
@@ -476,6 +477,7 @@ impl TcpLayer {
     }
 
     /// Returns true when the segment should go on to a listener (a SYN reopening the four-tuple).
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     fn receive_time_wait(&mut self, now: Instant, tk: SlabKey, seg: &TcpHeader, payload: &[u8]) -> bool {
         let Some(tw) = self.time_wait.get_mut(tk) else { return false };
         match tw.judge(seg, payload.len(), now) {
@@ -539,6 +541,7 @@ impl TcpLayer {
     /// RFC 9293 section 3.10.7.2, LISTEN: a RST is ignored, an ACK is answered with RST, a SYN starts a
     /// half-open connection in the SYN queue and gets a SYN-ACK.
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     fn receive_listen(
         &mut self,
         now: Instant,
@@ -634,6 +637,7 @@ impl TcpLayer {
     }
 
     /// A segment for a half-open connection (SYN-RECEIVED of a passive open, RFC 9293 section 3.10.7.4).
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     fn receive_half_open(&mut self, now: Instant, hk: SlabKey, seg: &TcpHeader, payload: &[u8], our_mss: u16) {
         let Some(h) = self.half_open.get_mut(hk) else { return };
         let flags = seg.flags;
@@ -758,6 +762,7 @@ impl TcpLayer {
         }
     }
 
+    #[cold]
     fn send_reset_to(&mut self, local: SocketAddrV4, remote: SocketAddrV4, seq: SeqNum, ack: Option<SeqNum>) {
         let mut flags = TcpFlags::RST;
         if ack.is_some() {
@@ -814,6 +819,7 @@ impl TcpLayer {
     }
 
     /// A SYN-ACK went unanswered: resend it with the timeout doubled, or give up after `synack_retries`.
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     fn half_open_timeout(&mut self, now: Instant, hk: SlabKey) {
         let Some(h) = self.half_open.get_mut(hk) else { return };
         h.timer = None;

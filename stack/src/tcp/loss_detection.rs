@@ -46,7 +46,7 @@ impl Connection {
     /// RACK's loss detection (RFC 8985 section 6.2 step 5), on an ACK or when the reordering timer fires.
     /// Newly lost bytes start fast recovery if it is not running (section 6.3: RACK decides when, not only
     /// duplicate ACKs); the lost bytes are resent by [`Connection::retransmit_lost`].
-    #[link_section = ".text.hot.ustack"]
+    #[inline]
     pub(crate) fn detect_losses(&mut self, now: Instant, counters: &mut TcpCounters) {
         // After a timeout SND.NXT went back and everything from SND.UNA is being resent anyway: marks would only
         // count the same bytes out of the pipe twice.
@@ -54,6 +54,12 @@ impl Connection {
             self.rack_at = None;
             return;
         }
+        self.detect_losses_in_flight(now, counters);
+    }
+
+    /// [`Connection::detect_losses`] with data in flight to look at.
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
+    fn detect_losses_in_flight(&mut self, now: Instant, counters: &mut TcpCounters) {
         let sacked_segments =
             if self.sacked.is_empty() { 0 } else { self.sacked.sacked_bytes() / self.data_mss().max(1) };
         let recovering = self.cc.in_recovery();
@@ -76,6 +82,7 @@ impl Connection {
 
     /// During recovery, resends the bytes RACK marked lost, in sequence order, while the window allows (RFC
     /// 8985 section 6.3 with RFC 6675 section 5's pacing by the pipe).
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     pub(crate) fn retransmit_lost(
         &mut self,
         now: Instant,
@@ -149,6 +156,7 @@ impl Connection {
     /// The probe itself (RFC 8985 section 7.3): one segment of new data if the peer's window takes it (the
     /// congestion window does not apply), else the last segment sent again. The retransmission timer then
     /// restarts, and no other probe goes out until this one is answered.
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     pub(crate) fn send_loss_probe(
         &mut self,
         now: Instant,

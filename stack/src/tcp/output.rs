@@ -140,6 +140,7 @@ impl Connection {
     }
 
     /// Fast retransmit or a NewReno partial acknowledgment: resend one segment from SND.UNA.
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     fn retransmit_head(&mut self, now: Instant, out: &mut dyn SegmentOut, counters: &mut TcpCounters) -> bool {
         let outstanding_data = self.snd_max.since(self.snd_una).min(self.tx.len());
         let len = outstanding_data.min(self.data_mss());
@@ -348,6 +349,7 @@ impl Connection {
     }
 
     /// A zero-window or keepalive probe: `<SEQ=SND.UNA-1><ACK=RCV.NXT>`, which the peer must answer.
+    #[cold]
     fn send_probe(&mut self, now: Instant, out: &mut dyn SegmentOut, counters: &mut TcpCounters) {
         let header = self.header(now, self.snd_una - 1, TcpFlags::ACK);
         self.push_segment(out, &header, (&[], &[]));
@@ -356,6 +358,7 @@ impl Connection {
     }
 
     /// An abort: `<SEQ=SND.NXT><CTL=RST,ACK>` (RFC 9293 section 3.10.4 ABORT, RFC 2525 section 2.17).
+    #[cold]
     pub fn send_reset(&mut self, now: Instant, out: &mut dyn SegmentOut, counters: &mut TcpCounters) {
         let mut header = self.header(now, self.snd_max, TcpFlags::RST | TcpFlags::ACK);
         header.window = 0;
@@ -435,13 +438,19 @@ impl Connection {
 
     /// The payload a segment can carry with the options it carries now (timestamps, and SACK blocks while
     /// out-of-order data is held), so that headers and data never exceed the MTU (Linux's `tcp_current_mss`).
-    #[link_section = ".text.hot.ustack"]
+    #[inline]
     pub(crate) fn data_mss(&self) -> usize {
         let sack_blocks_due = self.negotiated.sack_ok && (!self.ooo.is_empty() || self.dsack.is_some());
         if !sack_blocks_due {
             // The timestamps, if any, were deducted at the handshake.
             return self.negotiated.send_mss.max(1);
         }
+        self.data_mss_with_sack_blocks()
+    }
+
+    /// [`Connection::data_mss`] while SACK blocks ride along.
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
+    fn data_mss_with_sack_blocks(&self) -> usize {
         let mut options = TcpOptions::default();
         let mut ts_len = 0;
         if self.negotiated.ts.is_some() {

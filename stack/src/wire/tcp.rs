@@ -462,7 +462,6 @@ impl TcpHeader {
     /// Summing the payload while copying it (Linux's `csum_partial_copy`) was tried and measured: on the
     /// benchmark machine a plain copy followed by the checksum of the segment, still in L1, is as fast; with
     /// the AVX-512 loop, faster (21 against 30 ns for 1460 bytes).
-    #[link_section = ".text.hot.ustack"]
     pub fn emit_v4_with_payload(
         &self,
         segment: &mut [u8],
@@ -498,7 +497,6 @@ impl TcpHeader {
     }
 
     /// Writes every header field and the options, with a zero checksum.
-    #[link_section = ".text.hot.ustack"]
     pub(crate) fn emit_fields(&self, segment: &mut [u8]) {
         let header_len = self.header_len();
         segment[0..2].copy_from_slice(&self.src_port.to_be_bytes());

@@ -378,6 +378,7 @@ impl CongestionControl {
     }
 
     /// RFC 5681 section 4.1 (restart after idle): an idle connection starts again from the restart window.
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     pub fn on_idle_restart(&mut self, initial_segments: usize) {
         self.cwnd = self.cwnd.min(initial_window(self.mss, initial_segments));
         // CUBIC's time since the last reduction must not count the idle time either (RFC 9438 section 5.8).
