@@ -78,21 +78,23 @@ impl Stack {
     /// TCP timers and output queued by socket calls. Segments a socket call built whole (the RST of an
     /// abortive close) go first; connections then write theirs straight into frames.
     pub(crate) fn poll_tcp(&mut self, now: Instant, tx: &mut dyn FrameSink) {
-        self.flush_tcp(now, tx);
-        let mut frames = TcpFrameWriter::new(
-            &self.config,
-            &self.neighbors,
-            &mut self.counters,
-            &mut self.next_ident,
-            &mut self.tcp_templates,
-            tx,
-        );
-        self.tcp.poll(now, &mut frames);
-        self.flush_tcp(now, tx);
+        self.with_tcp_frames(now, tx, |tcp, frames| tcp.poll(now, frames));
     }
 
     /// The end of a receive batch: the connections it touched send, straight into frames.
     pub(crate) fn end_tcp_batch(&mut self, now: Instant, tx: &mut dyn FrameSink) {
+        self.with_tcp_frames(now, tx, |tcp, frames| tcp.end_batch(now, frames));
+    }
+
+    /// Lets the TCP layer write frames into `tx` through `f`, with what it built whole before and during `f`
+    /// handed to IP around it.
+    #[inline(always)]
+    fn with_tcp_frames(
+        &mut self,
+        now: Instant,
+        tx: &mut dyn FrameSink,
+        f: impl FnOnce(&mut crate::tcp::layer::TcpLayer, &mut TcpFrameWriter<'_>),
+    ) {
         self.flush_tcp(now, tx);
         let mut frames = TcpFrameWriter::new(
             &self.config,
@@ -102,7 +104,7 @@ impl Stack {
             &mut self.tcp_templates,
             tx,
         );
-        self.tcp.end_batch(now, &mut frames);
+        f(&mut self.tcp, &mut frames);
         self.flush_tcp(now, tx);
     }
 
