@@ -1090,10 +1090,11 @@ fn a_batch_of_segments_is_answered_with_one_ack() {
 }
 
 /// Buffers are lent, not owned: once the application has read everything and the peer has acknowledged
-/// everything, an idle connection holds no buffer memory (its rings went back to the stack's spare pool).
+/// everything, an idle connection holds no buffer memory (its rings went back to the stack's spare pool) —
+/// at once when no emptied ring may keep its storage.
 #[test]
 fn an_idle_connection_holds_no_buffer_memory() {
-    let (mut c, fd) = established();
+    let (mut c, fd) = established_with(|cfg| cfg.tcp.idle_rings_kept = 0);
     c.write(fd, &app_bytes(1000));
     c.expect_data(ACK | PSH, 1, 1, 1000);
     c.send(seg(ACK | PSH).seq(1).ack(1001).fill(500));
@@ -1106,6 +1107,46 @@ fn an_idle_connection_holds_no_buffer_memory() {
     c.write(fd, &app_bytes(10));
     c.expect_data(ACK | PSH, 1001, 501, 10);
     assert_eq!(c.stack.tcp_memory().spare_bytes, memory.spare_bytes - 262_144, "the send ring took it back");
+}
+
+/// By default an emptied ring keeps its storage for the connection's next bytes (a request/response exchange
+/// empties and refills both rings every message), but only the most recently emptied rings do, up to
+/// `TcpConfig::idle_rings_kept`: the one idle longest gives its storage back when another joins.
+#[test]
+fn only_the_most_recently_emptied_rings_keep_their_storage() {
+    const RING: usize = 262_144;
+    let (mut c, fd) = established_with(|cfg| cfg.tcp.idle_rings_kept = 1);
+    c.write(fd, &app_bytes(1000));
+    c.expect_data(ACK | PSH, 1, 1, 1000);
+    c.send(seg(ACK | PSH).seq(1).ack(1001).fill(500));
+    c.expect_seg(ACK, 1001, 501);
+    let memory = c.stack.tcp_memory();
+    assert_eq!((memory.ring_bytes, memory.spare_bytes), (2 * RING, 0), "the emptied send ring kept its storage");
+    assert_eq!(c.read(fd), Ok(pattern(1, 500)));
+    let memory = c.stack.tcp_memory();
+    assert_eq!(
+        (memory.ring_bytes, memory.spare_bytes),
+        (RING, RING),
+        "the receive ring, emptied last, keeps its storage; the send ring, idle longer, gave it back"
+    );
+    c.write(fd, &app_bytes(10));
+    c.expect_data(ACK | PSH, 1001, 501, 10);
+    assert_eq!(c.stack.tcp_memory().spare_bytes, 0, "the send ring took its storage back from the pool");
+
+    let (mut c, fd) = established();
+    c.write(fd, &app_bytes(1000));
+    c.expect_data(ACK | PSH, 1, 1, 1000);
+    c.send(seg(ACK | PSH).seq(1).ack(1001).fill(500));
+    c.expect_seg(ACK, 1001, 501);
+    assert_eq!(c.read(fd), Ok(pattern(1, 500)));
+    let memory = c.stack.tcp_memory();
+    assert_eq!((memory.ring_bytes, memory.spare_bytes), (2 * RING, 0), "by default both rings keep theirs");
+    c.write(fd, &app_bytes(10));
+    c.expect_data(ACK | PSH, 1001, 501, 10);
+    c.send(seg(ACK | PSH).seq(501).ack(1011).fill(20));
+    c.expect_seg(ACK, 1011, 521);
+    assert_eq!(c.read(fd), Ok(pattern(501, 20)));
+    assert_eq!(c.stack.tcp_memory().ring_bytes, 2 * RING, "and reuse it without the pool");
 }
 
 /// RFC 9293 section 3.8.6.3 and RFC 1122 section 4.2.3.2: an acknowledgment held for the delayed-ACK timer

@@ -43,8 +43,8 @@ const NIL: usize = usize::MAX;
 /// the handle is stale and [`TimerWheel::cancel`] ignores it, even if the wheel reused the storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerHandle {
-    index: usize,
-    generation: u64,
+    index: u32,
+    generation: u32,
 }
 
 /// A pending timer, linked into the list of one wheel slot.
@@ -68,7 +68,7 @@ enum State<K> {
 #[derive(Debug)]
 struct Node<K> {
     /// Bumped each time the node is released, so that handles to the previous occupant go stale.
-    generation: u64,
+    generation: u32,
     state: State<K>,
 }
 
@@ -173,18 +173,21 @@ impl<K: Copy> TimerWheel<K> {
         self.link(index, level, slot);
         self.len += 1;
         let generation = self.nodes.get(index).map_or(0, |n| n.generation);
-        TimerHandle { index, generation }
+        // Over 4 billion pending timers cannot happen (each needs a connection's worth of memory); should it,
+        // the handle would be stale and the timer would fire uncancelled, which every owner tolerates.
+        TimerHandle { index: u32::try_from(index).unwrap_or(u32::MAX), generation }
     }
 
     /// Cancels a pending timer in O(1). Returns false, doing nothing, when the handle is stale: its timer
     /// already fired or was cancelled (even if its storage now holds another timer).
     pub fn cancel(&mut self, handle: TimerHandle) -> bool {
-        match self.nodes.get(handle.index) {
+        let index = handle.index as usize;
+        match self.nodes.get(index) {
             Some(node) if node.generation == handle.generation && matches!(node.state, State::Pending(_)) => {}
             _ => return false,
         }
-        self.unlink(handle.index);
-        self.release(handle.index);
+        self.unlink(index);
+        self.release(index);
         true
     }
 

@@ -78,6 +78,11 @@ pub struct TcpConfig {
     /// path (`Connection::is_predicted`). On by default; off, every segment takes the general path — for
     /// tests that check the two agree.
     pub header_prediction: bool,
+    /// How many emptied rings keep their storage, and how many bytes of it between them, for their
+    /// connections' next bytes (see `tcp/idle_rings.rs`); beyond, the ring idle longest gives its storage back
+    /// to the stack's pool. 0 gives every ring's storage back the moment it empties.
+    pub idle_rings_kept: usize,
+    pub idle_ring_bytes_kept: usize,
 }
 
 impl Default for TcpConfig {
@@ -115,6 +120,8 @@ impl Default for TcpConfig {
             gso_max_size: 0,
             software_gso_max_size: 65_535,
             header_prediction: true,
+            idle_rings_kept: 16,
+            idle_ring_bytes_kept: 4 << 20,
         }
     }
 }

@@ -4,6 +4,7 @@
 use super::assembler::Assembler;
 use super::config::TcpConfig;
 use super::congestion::{CongestionAlgorithm, CongestionControl};
+use super::idle_rings::Listed;
 use super::rack::Rack;
 use super::rcv_autotune::RcvAutotune;
 use super::rtt::RttEstimator;
@@ -202,6 +203,8 @@ pub struct Connection {
     pub fin_seq: Option<SeqNum>,
     /// The peer's FIN arrived in order: reads reach end of file.
     pub peer_fin: bool,
+    /// Which of the two rings are on the stack's list of idle rings, keeping their storage.
+    pub idle_listed: Listed,
 
     // Timers, as absolute deadlines; the wheel holds one entry for the earliest.
     pub rto_at: Option<Instant>,

@@ -5,6 +5,7 @@ use super::assembler::Assembler;
 use super::config::TcpConfig;
 use super::congestion::CongestionControl;
 use super::connection::{ConnOptions, Connection, Negotiated, State, Timestamps};
+use super::idle_rings::Listed;
 use super::rcv_autotune::RcvAutotune;
 use super::rtt::RttEstimator;
 use super::seq::SeqNum;
@@ -146,6 +147,7 @@ impl Connection {
             ooo: Assembler::new(config.max_ooo_ranges),
             rcv_tune: RcvAutotune::new(now, SeqNum(0), usize::from(negotiated.our_mss), buffers.rcvbuf),
             ooo_fin: None,
+            idle_listed: Listed::default(),
             dsack: None,
             last_oow_ack: None,
             fin_seq: None,

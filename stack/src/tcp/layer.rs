@@ -9,6 +9,7 @@
 use super::config::TcpConfig;
 use super::connection::{ConnOptions, Connection, Outcome, State};
 use super::handshake::{negotiate, syn_ack_options, syn_window, Buffers};
+use super::idle_rings::{IdleRings, Ring};
 use super::input::InputContext;
 use super::isn::{siphash24, IsnGenerator};
 use super::listener::{HalfOpen, Listener};
@@ -44,6 +45,33 @@ pub enum Demuxed {
 /// dozen busy connections at the default sizes; beyond that, storage goes back to the allocator.
 const SPARE_BUFFERS: usize = 64;
 const SPARE_BUFFER_BYTES: usize = 32 << 20;
+
+/// The storage `conn`'s `ring` holds while holding no bytes, in bytes; `None` if it holds bytes or no storage.
+/// Out-of-order bytes parked in a receive ring's free space count as bytes.
+fn idle_storage(conn: &Connection, ring: Ring) -> Option<usize> {
+    let (buffer, parked) = match ring {
+        Ring::Receive => (&conn.rx, !conn.ooo.is_empty()),
+        Ring::Send => (&conn.tx, false),
+    };
+    (buffer.is_empty() && !parked && !buffer.is_detached()).then(|| buffer.storage_bytes())
+}
+
+/// Connection `k`'s `ring` leaves the idle list: its storage goes back to `pool` if it still holds no bytes.
+#[inline(never)]
+fn give_back(conns: &mut Slab<Connection>, pool: &mut BufferPool, k: SlabKey, ring: Ring) {
+    let Some(conn) = conns.get_mut(k) else { return };
+    conn.idle_listed.set(ring, false);
+    if idle_storage(conn, ring).is_none() {
+        return;
+    }
+    let storage = match ring {
+        Ring::Receive => conn.rx.detach(),
+        Ring::Send => conn.tx.detach(),
+    };
+    if let Some(storage) = storage {
+        pool.put(storage);
+    }
+}
 
 /// Gives `ring` storage from `pool` if it has none and the pool has storage of its size.
 #[link_section = ".text.hot.ustack"]
@@ -103,6 +131,8 @@ pub struct TcpLayer {
     pub out: SegmentBuf,
     /// Ring storage that empty rings gave back, lent to the next ring that needs some.
     pub buffers: BufferPool,
+    /// Rings that emptied recently and keep their storage a while (see `tcp/idle_rings.rs`).
+    idle_rings: IdleRings,
     /// What autotuning has grown live connections' buffers by, together (see `TcpConfig::autotune_total_max`).
     pub autotuned_total: usize,
     /// The lowest ISN the next SYN from a reopened TIME-WAIT four-tuple may use.
@@ -123,6 +153,7 @@ impl TcpLayer {
         ts_key[0] ^= 0x5a;
         TcpLayer {
             challenge_acks: TokenBucket::new(config.challenge_ack_limit, config.challenge_ack_limit),
+            idle_rings: IdleRings::new(config.idle_rings_kept, config.idle_ring_bytes_kept),
             config,
             conns: Slab::new(),
             listeners: Slab::new(),
@@ -279,18 +310,30 @@ impl TcpLayer {
         }
     }
 
-    /// Takes back the storage of connection `k`'s rings that hold nothing: a receive ring the application
-    /// has read dry (with no out-of-order data parked in it), a send ring whose bytes were all acknowledged.
+    /// Lists connection `k`'s rings that hold storage but no bytes as idle: a receive ring the application has
+    /// read dry (with no out-of-order data parked in it), a send ring whose bytes were all acknowledged. They
+    /// keep their storage until the list is full, then give it back to the pool (`tcp/idle_rings.rs`).
     #[link_section = ".text.hot.ustack"]
     pub fn reclaim_buffers(&mut self, k: SlabKey) {
-        let Some(conn) = self.conns.get_mut(k) else { return };
-        if conn.ooo.is_empty() {
-            if let Some(storage) = conn.rx.detach() {
-                self.buffers.put(storage);
-            }
+        let Some(conn) = self.conns.get(k) else { return };
+        if !conn.idle_listed.both() {
+            self.list_idle_rings(k);
         }
-        if let Some(storage) = conn.tx.detach() {
-            self.buffers.put(storage);
+    }
+
+    /// [`TcpLayer::reclaim_buffers`] for a connection with a ring not listed yet.
+    // off the per-segment path: see "Code placement" in docs/DESIGN.md
+    #[inline(never)]
+    fn list_idle_rings(&mut self, k: SlabKey) {
+        for ring in [Ring::Receive, Ring::Send] {
+            let Some(conn) = self.conns.get_mut(k) else { return };
+            if conn.idle_listed.contains(ring) {
+                continue;
+            }
+            let Some(bytes) = idle_storage(conn, ring) else { continue };
+            conn.idle_listed.set(ring, true);
+            let (conns, pool) = (&mut self.conns, &mut self.buffers);
+            self.idle_rings.push(k, ring, bytes, |k, ring| give_back(conns, pool, k, ring));
         }
     }
 

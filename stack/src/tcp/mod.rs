@@ -8,6 +8,7 @@ pub mod config;
 pub mod congestion;
 pub mod connection;
 pub mod handshake;
+pub mod idle_rings;
 pub mod input;
 pub mod isn;
 pub mod layer;
