@@ -11,6 +11,7 @@
 //! use: a template built for other addresses, another next-hop address or other IP fields is rebuilt.
 
 use super::StackConfig;
+use crate::storage::ring_buffer::copy_pieces;
 use crate::tcp::segment::OutSegment;
 use crate::tcp::seq::SeqNum;
 use crate::wire::checksum;
@@ -134,8 +135,7 @@ impl FrameTemplate {
             headers[BARE_LEN..MAX_LEN].copy_from_slice(&self.bytes[BARE_LEN..MAX_LEN]);
         }
         let (a, b) = payload;
-        body[..a.len()].copy_from_slice(a);
-        body[a.len()..].copy_from_slice(b);
+        copy_pieces(body, a, b);
 
         let tcp_len = self.tcp_header_len + a.len() + b.len();
         let total_len = (IP_HEADER_LEN + tcp_len) as u16;

@@ -5,6 +5,7 @@ use super::tcp::{TcpSocket, TcpSocketKind};
 use super::{buffer_size_from_user, Fd, MsgFlags, Readiness, RecvMeta, Shutdown, SockOpt, Socket};
 use crate::errno::{Errno, SysResult};
 use crate::iface::Stack;
+use crate::storage::ring_buffer::copy_pieces;
 use crate::storage::slab::SlabKey;
 use crate::tcp::congestion::CongestionAlgorithm;
 use crate::tcp::connection::{Outcome, State};
@@ -336,9 +337,7 @@ impl Stack {
         if !conn.rx.is_empty() && !buf.is_empty() {
             let n = if flags.contains(MsgFlags::PEEK) {
                 let (a, b) = conn.rx.peek(0, buf.len());
-                buf[..a.len()].copy_from_slice(a);
-                buf[a.len()..a.len() + b.len()].copy_from_slice(b);
-                a.len() + b.len()
+                copy_pieces(buf, a, b)
             } else {
                 let n = conn.rx.pop(buf);
                 if conn.window_update_due() {
