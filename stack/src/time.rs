@@ -54,7 +54,20 @@ impl Instant {
 
     /// `self - earlier`, or zero when `earlier` is later.
     pub fn saturating_since(self, earlier: Instant) -> Duration {
-        Duration::from_nanos(self.nanos.saturating_sub(earlier.nanos))
+        Duration::from_nanos(self.nanos_since(earlier))
+    }
+
+    /// `self - earlier` in nanoseconds, or zero when `earlier` is later. For per-segment arithmetic: a
+    /// `Duration` is a pair of seconds and nanoseconds, and each conversion to or from one costs a division
+    /// or a wide multiplication.
+    pub const fn nanos_since(self, earlier: Instant) -> u64 {
+        self.nanos.saturating_sub(earlier.nanos)
+    }
+
+    /// The instant `nanos` nanoseconds later, saturating (see [`Instant::nanos_since`] for why not a
+    /// `Duration`).
+    pub const fn plus_nanos(self, nanos: u64) -> Instant {
+        Instant { nanos: self.nanos.saturating_add(nanos) }
     }
 }
 
@@ -116,5 +129,9 @@ mod tests {
         assert_eq!(Instant::ZERO - t, Duration::ZERO);
         assert_eq!(t.to_string(), "1.500000s");
         assert_eq!(earliest(Some(t), None), Some(t));
+        assert_eq!(t.nanos_since(Instant::from_millis(500)), 1_000_000_000);
+        assert_eq!(Instant::ZERO.nanos_since(t), 0);
+        assert_eq!(t.plus_nanos(500_000_000), Instant::from_secs(2));
+        assert_eq!(t.plus_nanos(u64::MAX), Instant::from_nanos(u64::MAX));
     }
 }

@@ -15,7 +15,7 @@ use crate::iface::counters::TcpCounters;
 use crate::socket::Fd;
 use crate::storage::ring_buffer::RingBuffer;
 use crate::storage::slab::SlabKey;
-use crate::time::{earliest, Duration, Instant};
+use crate::time::{Duration, Instant};
 use crate::timer::TimerHandle;
 use std::net::SocketAddrV4;
 
@@ -392,16 +392,20 @@ impl Connection {
         offer > remaining && 2 * remaining <= self.rx.capacity() && offer >= 2 * remaining
     }
 
-    /// The earliest pending timer.
+    /// The earliest pending timer. Asked after every segment, so taken without branches: an unset timer
+    /// counts as the end of time (`u64::MAX` nanoseconds, 584 years, which no deadline reaches).
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.rto_at, self.persist_at, self.delack_at, self.keepalive_at, self.linger_at, self.rack_at, self.pto_at]
+        const NEVER: u64 = u64::MAX;
+        let at = |t: Option<Instant>| t.map_or(NEVER, Instant::as_nanos);
+        let earliest = [self.persist_at, self.delack_at, self.keepalive_at, self.linger_at, self.rack_at, self.pto_at]
             .into_iter()
-            .fold(None, earliest)
+            .fold(at(self.rto_at), |min, t| min.min(at(t)));
+        (earliest != NEVER).then_some(Instant::from_nanos(earliest))
     }
 
     /// (Re)arms the retransmission timer from now (RFC 6298 section 5.1 and 5.3).
     pub fn arm_rto(&mut self, now: Instant) {
-        self.rto_at = Some(now + self.rtt.rto());
+        self.rto_at = Some(self.rtt.rto_after(now));
     }
 
     /// The keepalive deadline counted from the last segment received.

@@ -637,7 +637,7 @@ impl Connection {
             _ => {
                 if let Some((probe_seq, sent_at)) = self.rtt_probe {
                     if seg.ack.gt(probe_seq) {
-                        self.rtt.sample(now.saturating_since(sent_at));
+                        self.rtt.sample_nanos(now.nanos_since(sent_at));
                         self.rtt_probe = None;
                     }
                 }
@@ -678,7 +678,7 @@ impl Connection {
         let elapsed = self.ts_now(now).wrapping_sub(tsecr);
         // An echo from the future or from hours ago is not a measurement.
         if elapsed < 3_600_000 {
-            self.rtt.sample(Duration::from_millis(u64::from(elapsed)));
+            self.rtt.sample_nanos(u64::from(elapsed) * 1_000_000);
         }
     }
 

@@ -11,12 +11,18 @@ use crate::iface::counters::TcpCounters;
 use crate::time::{Duration, Instant};
 use crate::wire::tcp::TcpHeader;
 
-/// WCDelAckT of RFC 8985 section 7.2: the longest a peer may delay its ACK of a lone segment.
-const WORST_CASE_DELAYED_ACK: Duration = Duration::from_millis(200);
+/// WCDelAckT of RFC 8985 section 7.2: the longest a peer may delay its ACK of a lone segment. (The PTO is
+/// computed on every transmission, in nanoseconds: see [`Instant::nanos_since`].)
+const WORST_CASE_DELAYED_ACK: u64 = nanos(Duration::from_millis(200));
 /// The PTO before any RTT is measured (RFC 8985 section 7.2: one second).
-const INITIAL_PTO: Duration = Duration::from_secs(1);
+const INITIAL_PTO: u64 = nanos(Duration::from_secs(1));
 /// The shortest PTO, Linux's floor: a probe sooner than this after a microsecond RTT is only noise.
-const MIN_PTO: Duration = Duration::from_millis(10);
+const MIN_PTO: u64 = nanos(Duration::from_millis(10));
+
+/// A constant duration in nanoseconds.
+const fn nanos(d: Duration) -> u64 {
+    d.as_nanos() as u64
+}
 
 impl Connection {
     /// RACK and TLP after an acceptable ACK `seg` (`advanced`: it moved SND.UNA; `dsack`: its first SACK block
@@ -144,12 +150,14 @@ impl Connection {
             return;
         }
         self.pto_restart = false;
-        let pto = match self.rtt.srtt() {
-            Some(srtt) if self.in_flight() <= self.largest_segment() => srtt.saturating_mul(2) + WORST_CASE_DELAYED_ACK,
+        let pto = match self.rtt.srtt_nanos() {
+            Some(srtt) if self.in_flight() <= self.largest_segment() => {
+                srtt.saturating_mul(2).saturating_add(WORST_CASE_DELAYED_ACK)
+            }
             Some(srtt) => srtt.saturating_mul(2),
             None => INITIAL_PTO,
         };
-        let at = now + pto.max(MIN_PTO);
+        let at = now.plus_nanos(pto.max(MIN_PTO));
         self.pto_at = if self.rto_at.is_some_and(|rto| rto <= at) { None } else { Some(at) };
     }
 

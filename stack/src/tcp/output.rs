@@ -188,7 +188,7 @@ impl Connection {
         // RFC 5681 section 4.1 (Linux's tcp_slow_start_after_idle): a connection that sent nothing for an RTO
         // no longer knows the path; new data starts again from the restart window. With nothing outstanding,
         // the last segment received was the ACK of the last data, so it dates the idleness.
-        let idle = self.snd_una == self.snd_max && now.saturating_since(self.last_recv) > self.rtt.rto();
+        let idle = self.snd_una == self.snd_max && self.rtt.rto_elapsed(self.last_recv, now);
         if idle && self.state.can_send_data() {
             self.cc.on_idle_restart(config.initial_window);
         }

@@ -45,10 +45,11 @@ pub struct Rack {
     log: VecDeque<Sent>,
     /// RACK.xmit_ts and RACK.end_seq: the most recently sent bytes known to be delivered.
     newest_delivered: Option<(Instant, SeqNum)>,
-    /// RACK.rtt: the round trip of those bytes.
-    rtt: Duration,
-    /// The lowest round trip seen (RACK.min_RTT).
-    min_rtt: Option<Duration>,
+    /// RACK.rtt: the round trip of those bytes, in nanoseconds (taken on every ACK: see
+    /// [`Instant::nanos_since`]).
+    rtt: u64,
+    /// The lowest round trip seen (RACK.min_RTT), in nanoseconds.
+    min_rtt: Option<u64>,
     /// RACK.fack: the highest sequence number delivered.
     fack: Option<SeqNum>,
     /// RACK.reordering_seen: bytes were delivered below `fack` without having been retransmitted.
@@ -193,7 +194,7 @@ impl Rack {
 
     /// RFC 8985 section 6.2 steps 2 and 3 for delivered bytes `e`.
     fn delivered(&mut self, now: Instant, e: &Sent) {
-        let rtt = now.saturating_since(e.sent_at);
+        let rtt = now.nanos_since(e.sent_at);
         if !e.retransmitted {
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
             // Step 3: delivered below the highest delivered sequence, never resent: the network reordered.
@@ -240,7 +241,7 @@ impl Rack {
         if !self.reordering_seen && (recovering || sacked_segments >= 3) {
             return Duration::ZERO;
         }
-        let base = self.min_rtt.unwrap_or_default() / 4;
+        let base = Duration::from_nanos(self.min_rtt.unwrap_or_default() / 4);
         let wnd = base.saturating_mul(u32::from(self.reo_wnd_mult.max(1)));
         srtt.map_or(wnd, |s| wnd.min(s))
     }
@@ -261,7 +262,7 @@ impl Rack {
         if !first.retransmitted && !sent_after(newest_at, newest_end, first.sent_at, first.end) {
             return None;
         }
-        let wait = self.rtt.saturating_add(self.reo_wnd(srtt, recovering, sacked_segments));
+        let wait = Duration::from_nanos(self.rtt).saturating_add(self.reo_wnd(srtt, recovering, sacked_segments));
         let mut due: Option<Instant> = None;
         for e in self.log.iter_mut() {
             if !sent_after(newest_at, newest_end, e.sent_at, e.end) {
@@ -354,7 +355,7 @@ mod tests {
         assert_eq!(r.entries(), 1);
         r.on_ack(at(105), s(40_000), &Scoreboard::default());
         assert_eq!(r.entries(), 0);
-        assert_eq!(r.rtt, Duration::from_millis(100));
+        assert_eq!(r.rtt, 100_000_000, "100 ms");
     }
 
     /// RFC 8985 section 6.2 step 5: the first segment is lost once the last one is SACKed and RACK.rtt plus
@@ -407,7 +408,7 @@ mod tests {
     fn a_dsack_widens_the_window() {
         let mut r = ten_segments();
         r.reordering_seen = true;
-        r.min_rtt = Some(Duration::from_millis(100));
+        r.min_rtt = Some(100_000_000);
         assert_eq!(r.reo_wnd(Some(Duration::from_secs(1)), false, 0), Duration::from_millis(25));
         r.on_dsack(s(0), s(10_000));
         assert_eq!(r.reo_wnd(Some(Duration::from_secs(1)), false, 0), Duration::from_millis(50));

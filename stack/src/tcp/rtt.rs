@@ -10,7 +10,7 @@
 //! transmission, unless the timestamp option (RFC 7323 section 4) says which transmission it echoes. A caller
 //! feeds [`RttEstimator::sample`] only unambiguous samples.
 
-use crate::time::Duration;
+use crate::time::{Duration, Instant};
 
 /// The initial RTO before any measurement: 1 second (RFC 6298 section 2.1; Linux's `TCP_TIMEOUT_INIT`).
 pub const DEFAULT_INITIAL_RTO: Duration = Duration::from_secs(1);
@@ -93,7 +93,11 @@ impl RttEstimator {
     /// only "until an acknowledgment is received for a segment that was not retransmitted" (Karn and Partridge;
     /// RFC 6298 section 5 leaves the RTO to be recomputed from SRTT and RTTVAR).
     pub fn sample(&mut self, rtt: Duration) {
-        let rtt = nanos(rtt);
+        self.sample_nanos(nanos(rtt));
+    }
+
+    /// [`RttEstimator::sample`] of `rtt` nanoseconds.
+    pub fn sample_nanos(&mut self, rtt: u64) {
         if self.sampled {
             // RFC 6298 section 2.3, with alpha = 1/8 and beta = 1/4, RTTVAR first since it uses the old SRTT:
             //   RTTVAR <- (1 - beta) * RTTVAR + beta * |SRTT - R'|
@@ -122,6 +126,16 @@ impl RttEstimator {
         duration(self.rto)
     }
 
+    /// When a timer started at `start` with the current RTO fires.
+    pub fn rto_after(&self, start: Instant) -> Instant {
+        start.plus_nanos(self.rto)
+    }
+
+    /// Whether more than an RTO passed between `since` and `now`.
+    pub fn rto_elapsed(&self, since: Instant, now: Instant) -> bool {
+        now.nanos_since(since) > self.rto
+    }
+
     fn recompute_rto(&mut self) {
         let backed_off = match 1u64.checked_shl(self.backoff) {
             Some(factor) => self.base_rto.saturating_mul(factor),
@@ -147,6 +161,11 @@ impl RttEstimator {
     /// SRTT, once there has been a sample.
     pub fn srtt(&self) -> Option<Duration> {
         self.sampled.then(|| duration(self.srtt))
+    }
+
+    /// SRTT in nanoseconds, once there has been a sample.
+    pub fn srtt_nanos(&self) -> Option<u64> {
+        self.sampled.then_some(self.srtt)
     }
 
     /// RTTVAR; zero before the first sample.
