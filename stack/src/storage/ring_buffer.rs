@@ -208,12 +208,16 @@ impl RingBuffer {
     }
 
     /// Allocates the storage on first use. False if it cannot be (an absurd capacity): the buffer then behaves
-    /// as if it had no room, rather than aborting.
-    #[link_section = ".text.hot.ustack"]
+    /// as if it had no room, rather than aborting. The check is inline (every push makes it); the allocation
+    /// is not.
+    #[inline]
     fn allocate(&mut self) -> bool {
-        if self.storage.len() == self.capacity {
-            return true;
-        }
+        self.storage.len() == self.capacity || self.allocate_storage()
+    }
+
+    // off the per-segment path: see "Code placement" in docs/DESIGN.md
+    #[inline(never)]
+    fn allocate_storage(&mut self) -> bool {
         if self.storage.try_reserve_exact(self.capacity).is_err() {
             return false;
         }
