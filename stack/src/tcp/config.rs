@@ -80,7 +80,8 @@ pub struct TcpConfig {
     pub header_prediction: bool,
     /// How many emptied rings keep their storage, and how many bytes of it between them, for their
     /// connections' next bytes (see `tcp/idle_rings.rs`); beyond, the ring idle longest gives its storage back
-    /// to the stack's pool. 0 gives every ring's storage back the moment it empties.
+    /// to the stack's pool. 0 gives every ring's storage back the moment it empties. The defaults (8 rings,
+    /// 2 MiB) keep four busy request/response connections' rings at the default size.
     pub idle_rings_kept: usize,
     pub idle_ring_bytes_kept: usize,
 }
@@ -120,8 +121,8 @@ impl Default for TcpConfig {
             gso_max_size: 0,
             software_gso_max_size: 65_535,
             header_prediction: true,
-            idle_rings_kept: 16,
-            idle_ring_bytes_kept: 4 << 20,
+            idle_rings_kept: 8,
+            idle_ring_bytes_kept: 2 << 20,
         }
     }
 }
