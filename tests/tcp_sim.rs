@@ -250,3 +250,40 @@ fn header_prediction_changes_no_frame() {
     assert_eq!(no_hits, 0);
     assert!(with == without, "the captures differ ({} and {} bytes)", with.len(), without.len());
 }
+
+/// Where a ring's storage waits between messages (kept on the list of idle rings, or back in the pool at once)
+/// is memory management, not protocol: a dozen connections exchanging data of all sizes over a faulty link
+/// put the same frames on the wire with the list off, with room for a single ring (evicting all the time) and
+/// at its default size, byte for byte, and every transfer arrives intact.
+#[test]
+fn idle_ring_storage_changes_no_frame() {
+    let faults = FaultConfig {
+        loss: 0.02,
+        duplicate: 0.01,
+        reorder: 0.03,
+        delay: Duration::from_millis(1),
+        ..FaultConfig::default()
+    };
+    let dir = std::env::temp_dir();
+    let capture = |kept: usize| {
+        let (mut a, mut b) = configs();
+        a.tcp.idle_rings_kept = kept;
+        b.tcp.idle_rings_kept = kept;
+        let mut sim = SimNet::new(a, b, PipeConfig::symmetric(1500, faults.clone(), 23));
+        let path = dir.join(format!("ustack-idle-{}-{kept}.pcap", std::process::id()));
+        sim.capture_to(&path).expect("open the capture");
+        let sizes = |k: usize| (0..12).map(|i| [0, 1, 64, 1448, 5_000, 70_000][(i + k) % 6]).collect::<Vec<_>>();
+        let mut ex = Exchange::new(server(), sizes(0), sizes(3));
+        ex.start(&mut sim);
+        assert!(sim.run_until(Instant::from_secs(120), |sim| ex.step(sim)), "the exchange did not finish");
+        assert!(ex.errors().is_empty(), "{:?}", ex.errors());
+        sim.flush_capture().expect("flush the capture");
+        let frames = std::fs::read(&path).expect("read the capture");
+        let _ = std::fs::remove_file(&path);
+        frames
+    };
+    let default = capture(ustack::tcp::config::TcpConfig::default().idle_rings_kept);
+    assert!(default.len() > 100_000, "the exchange was too small to tell: {} bytes", default.len());
+    assert!(capture(0) == default, "giving storage back at once changed the frames");
+    assert!(capture(1) == default, "a list of one ring changed the frames");
+}
