@@ -88,16 +88,24 @@ impl Connection {
 
     /// During recovery, resends the bytes RACK marked lost, in sequence order, while the window allows (RFC
     /// 8985 section 6.3 with RFC 6675 section 5's pacing by the pipe).
-    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
+    #[inline]
     pub(crate) fn retransmit_lost(
         &mut self,
         now: Instant,
         out: &mut dyn SegmentOut,
         counters: &mut TcpCounters,
     ) -> bool {
-        if !self.cc.in_recovery() {
-            return false;
-        }
+        self.cc.in_recovery() && self.retransmit_lost_in_recovery(now, out, counters)
+    }
+
+    /// [`Connection::retransmit_lost`] in recovery.
+    #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
+    fn retransmit_lost_in_recovery(
+        &mut self,
+        now: Instant,
+        out: &mut dyn SegmentOut,
+        counters: &mut TcpCounters,
+    ) -> bool {
         let mss = self.data_mss();
         let mut sent = false;
         while let Some((start, end)) = self.rack.next_lost(self.snd_una) {
