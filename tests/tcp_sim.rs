@@ -211,6 +211,32 @@ fn the_receive_buffer_grows_to_fill_a_long_fat_path() {
     assert!(grown * 3 < fixed * 2, "autotuning should fill the path: {grown:?} against {fixed:?}");
 }
 
+/// Runs `exchange` to the end between two stacks whose configuration `tweak` changed, over a link with
+/// `faults`, capturing every frame. Returns the capture's bytes and the finished simulation (for counters).
+/// Every transfer must arrive intact.
+fn captured_exchange(
+    tweak: impl Fn(&mut StackConfig),
+    faults: &FaultConfig,
+    seed: u64,
+    mut exchange: Exchange,
+) -> (Vec<u8>, SimNet) {
+    static CAPTURES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let (mut a, mut b) = configs();
+    tweak(&mut a);
+    tweak(&mut b);
+    let mut sim = SimNet::new(a, b, PipeConfig::symmetric(1500, faults.clone(), seed));
+    let n = CAPTURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("ustack-sim-{}-{n}.pcap", std::process::id()));
+    sim.capture_to(&path).expect("open the capture");
+    exchange.start(&mut sim);
+    assert!(sim.run_until(Instant::from_secs(120), |sim| exchange.step(sim)), "the exchange did not finish");
+    assert!(exchange.errors().is_empty(), "{:?}", exchange.errors());
+    sim.flush_capture().expect("flush the capture");
+    let frames = std::fs::read(&path).expect("read the capture");
+    let _ = std::fs::remove_file(&path);
+    (frames, sim)
+}
+
 /// Header prediction is a shortcut, not another protocol: over a link that loses, duplicates, reorders and
 /// delays, two stacks exchanging data put the same frames on the wire with it and without it, byte for
 /// byte — and the shortcut was taken.
@@ -225,21 +251,10 @@ fn header_prediction_changes_no_frame() {
         queue_limit: 1_000,
         ..FaultConfig::default()
     };
-    let dir = std::env::temp_dir();
     let capture = |prediction: bool| {
-        let (mut a, mut b) = configs();
-        a.tcp.header_prediction = prediction;
-        b.tcp.header_prediction = prediction;
-        let mut sim = SimNet::new(a, b, PipeConfig::symmetric(1500, faults.clone(), 11));
-        let path = dir.join(format!("ustack-hp-{}-{prediction}.pcap", std::process::id()));
-        sim.capture_to(&path).expect("open the capture");
-        let mut ex = Exchange::new(server(), vec![600_000, 0, 30_000], vec![0, 900_000, 20_000]).with_quiet_receivers();
-        ex.start(&mut sim);
-        assert!(sim.run_until(Instant::from_secs(120), |sim| ex.step(sim)), "the exchange did not finish");
-        assert!(ex.errors().is_empty(), "{:?}", ex.errors());
-        sim.flush_capture().expect("flush the capture");
-        let frames = std::fs::read(&path).expect("read the capture");
-        let _ = std::fs::remove_file(&path);
+        let exchange =
+            Exchange::new(server(), vec![600_000, 0, 30_000], vec![0, 900_000, 20_000]).with_quiet_receivers();
+        let (frames, sim) = captured_exchange(|c| c.tcp.header_prediction = prediction, &faults, 11, exchange);
         let hits = sim.a.counters().get("TcpExtTCPHPHits").unwrap() + sim.b.counters().get("TcpExtTCPHPHits").unwrap();
         (frames, hits)
     };
@@ -264,23 +279,10 @@ fn idle_ring_storage_changes_no_frame() {
         delay: Duration::from_millis(1),
         ..FaultConfig::default()
     };
-    let dir = std::env::temp_dir();
     let capture = |kept: usize| {
-        let (mut a, mut b) = configs();
-        a.tcp.idle_rings_kept = kept;
-        b.tcp.idle_rings_kept = kept;
-        let mut sim = SimNet::new(a, b, PipeConfig::symmetric(1500, faults.clone(), 23));
-        let path = dir.join(format!("ustack-idle-{}-{kept}.pcap", std::process::id()));
-        sim.capture_to(&path).expect("open the capture");
         let sizes = |k: usize| (0..12).map(|i| [0, 1, 64, 1448, 5_000, 70_000][(i + k) % 6]).collect::<Vec<_>>();
-        let mut ex = Exchange::new(server(), sizes(0), sizes(3));
-        ex.start(&mut sim);
-        assert!(sim.run_until(Instant::from_secs(120), |sim| ex.step(sim)), "the exchange did not finish");
-        assert!(ex.errors().is_empty(), "{:?}", ex.errors());
-        sim.flush_capture().expect("flush the capture");
-        let frames = std::fs::read(&path).expect("read the capture");
-        let _ = std::fs::remove_file(&path);
-        frames
+        let exchange = Exchange::new(server(), sizes(0), sizes(3));
+        captured_exchange(|c| c.tcp.idle_rings_kept = kept, &faults, 23, exchange).0
     };
     let default = capture(ustack::tcp::config::TcpConfig::default().idle_rings_kept);
     assert!(default.len() > 100_000, "the exchange was too small to tell: {} bytes", default.len());

@@ -119,16 +119,21 @@ mod tests {
         (0..n).map(|i| slab.insert(i)).collect()
     }
 
+    /// Pushes `rings` in order; returns the rings that had to give their storage back.
+    fn push_all(list: &mut IdleRings, rings: &[(SlabKey, Ring, usize)]) -> Vec<(SlabKey, Ring)> {
+        let mut left = Vec::new();
+        for &(conn, ring, bytes) in rings {
+            list.push(conn, ring, bytes, |c, r| left.push((c, r)));
+        }
+        left
+    }
+
     #[test]
     fn the_ring_idle_longest_leaves_first_once_the_list_is_full() {
         let k = keys(3);
         let mut list = IdleRings::new(2, 1 << 20);
-        let mut left = Vec::new();
-        list.push(k[0], Ring::Send, 100, |c, r| left.push((c, r)));
-        list.push(k[1], Ring::Receive, 100, |c, r| left.push((c, r)));
-        assert!(left.is_empty(), "two rings fit");
-        list.push(k[2], Ring::Send, 100, |c, r| left.push((c, r)));
-        assert_eq!(left, vec![(k[0], Ring::Send)]);
+        assert!(push_all(&mut list, &[(k[0], Ring::Send, 100), (k[1], Ring::Receive, 100)]).is_empty(), "two fit");
+        assert_eq!(push_all(&mut list, &[(k[2], Ring::Send, 100)]), vec![(k[0], Ring::Send)]);
         assert_eq!(list.len(), 2);
     }
 
@@ -136,15 +141,10 @@ mod tests {
     fn the_byte_bound_holds_whatever_the_count() {
         let k = keys(3);
         let mut list = IdleRings::new(16, 250);
-        let mut left = Vec::new();
-        list.push(k[0], Ring::Send, 100, |c, r| left.push((c, r)));
-        list.push(k[1], Ring::Send, 100, |c, r| left.push((c, r)));
-        list.push(k[2], Ring::Send, 100, |c, r| left.push((c, r)));
-        assert_eq!(left, vec![(k[0], Ring::Send)]);
+        let three = [(k[0], Ring::Send, 100), (k[1], Ring::Send, 100), (k[2], Ring::Send, 100)];
+        assert_eq!(push_all(&mut list, &three), vec![(k[0], Ring::Send)]);
         // A ring larger than the whole bound does not stay, and takes nobody else with it.
-        left.clear();
-        list.push(k[0], Ring::Receive, 1000, |c, r| left.push((c, r)));
-        assert_eq!(left, vec![(k[0], Ring::Receive)]);
+        assert_eq!(push_all(&mut list, &[(k[0], Ring::Receive, 1000)]), vec![(k[0], Ring::Receive)]);
         assert_eq!(list.len(), 2);
     }
 
@@ -152,9 +152,7 @@ mod tests {
     fn with_no_room_every_ring_gives_its_storage_back_at_once() {
         let k = keys(1);
         let mut list = IdleRings::new(0, 1 << 20);
-        let mut left = Vec::new();
-        list.push(k[0], Ring::Receive, 10, |c, r| left.push((c, r)));
-        assert_eq!(left, vec![(k[0], Ring::Receive)]);
+        assert_eq!(push_all(&mut list, &[(k[0], Ring::Receive, 10)]), vec![(k[0], Ring::Receive)]);
         assert!(list.is_empty());
     }
 
