@@ -590,28 +590,32 @@ impl Shared {
     /// so one of the two takes the frames.
     pub(crate) fn release(&self, mut stack: MutexGuard<'_, Stack>) {
         if self.watch.deferred_to_calls() {
-            self.take_deferred_input(&mut stack);
+            self.take_input(&mut stack);
         }
         drop(stack);
         std::sync::atomic::fence(Ordering::SeqCst);
         if self.watch.deferred_to_calls() {
             // Held again already: whoever holds it reads the device as it lets go, or is the driver.
             if let Some(mut stack) = try_lock(&self.stack) {
-                self.take_deferred_input(&mut stack);
+                self.take_input(&mut stack);
             }
         }
     }
 
-    /// Reads one batch from the device into the stack and sends the replies, from a call that holds the stack
-    /// while the driver leaves the device to the calls.
-    fn take_deferred_input(&self, stack: &mut Stack) {
-        let Some(mut io) = try_lock(&self.io) else { return };
+    /// Reads one batch from the device into the stack, sends the replies and wakes whom they concern, from a
+    /// call that holds the stack: one that lets go of it while the driver leaves the device to the calls, or
+    /// one that busy-polls. Gives way (returns false) when someone else holds the device, or when nothing
+    /// arrived.
+    fn take_input(&self, stack: &mut Stack) -> bool {
+        let Some(mut io) = try_lock(&self.io) else { return false };
         let now = self.now();
-        if io.receive(stack, now, 1) > 0 {
-            io.poll_and_flush(stack, now);
-            drop(io);
-            self.after_output(stack);
+        if io.receive(stack, now, 1) == 0 {
+            return false;
         }
+        io.poll_and_flush(stack, now);
+        drop(io);
+        self.after_output(stack);
+        true
     }
 
     /// Sends what a socket call queued, from the calling thread (which holds the stack lock), rather than
@@ -670,16 +674,7 @@ impl Shared {
     /// wake who it concerns. Gives way (returns false) when the driver or another call holds the stack or
     /// the device, or when nothing arrived.
     fn busy_poll(&self) -> bool {
-        let Some(mut stack) = try_lock(&self.stack) else { return false };
-        let Some(mut io) = try_lock(&self.io) else { return false };
-        let now = self.now();
-        if io.receive(&mut stack, now, 1) == 0 {
-            return false;
-        }
-        io.poll_and_flush(&mut stack, now);
-        drop(io);
-        self.after_output(&mut stack);
-        true
+        try_lock(&self.stack).is_some_and(|mut stack| self.take_input(&mut stack))
     }
 
     /// Wakes the threads and tasks waiting on descriptors whose readiness may have changed.

@@ -343,7 +343,7 @@ impl Stack {
                 if conn.window_update_due() {
                     self.tcp.wake(k);
                 }
-                self.tcp.reclaim_buffers(k);
+                self.tcp.note_emptied_rings(k);
                 // Reading may end readability: edge-triggered watchers must see the fall to see the next rise.
                 self.tcp.events.push(fd);
                 n

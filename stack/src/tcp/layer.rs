@@ -292,7 +292,7 @@ impl TcpLayer {
         if let Some(seq) = processed.reset_reply {
             self.send_reset_to(tuple.0, tuple.1, seq, None);
         }
-        self.reclaim_buffers(k);
+        self.note_emptied_rings(k);
         self.after_event(now, k, processed.outcome);
     }
 
@@ -314,14 +314,14 @@ impl TcpLayer {
     /// read dry (with no out-of-order data parked in it), a send ring whose bytes were all acknowledged. They
     /// keep their storage until the list is full, then give it back to the pool (`tcp/idle_rings.rs`).
     #[link_section = ".text.hot.ustack"]
-    pub fn reclaim_buffers(&mut self, k: SlabKey) {
+    pub fn note_emptied_rings(&mut self, k: SlabKey) {
         let Some(conn) = self.conns.get(k) else { return };
         if !conn.idle_listed.both() {
             self.list_idle_rings(k);
         }
     }
 
-    /// [`TcpLayer::reclaim_buffers`] for a connection with a ring not listed yet.
+    /// [`TcpLayer::note_emptied_rings`] for a connection with a ring not listed yet.
     // off the per-segment path: see "Code placement" in docs/DESIGN.md
     #[inline(never)]
     fn list_idle_rings(&mut self, k: SlabKey) {
