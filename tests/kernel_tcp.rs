@@ -281,11 +281,11 @@ fn bulk_ustack_client_to_kernel_server() {
     assert_eq!(peer.counter("TcpActiveOpens"), active + 1, "{}", peer.counters_dump());
 }
 
-/// Counts the frames longer than the MTU allows that cross a device, received and sent: the super-segments of
-/// segmentation offload.
+/// Counts the frames longer than the MTU allows that cross a device, received, sent in a batch and sent in
+/// pieces (gathered): the super-segments of segmentation offload.
 struct SuperSegments<D> {
     inner: D,
-    seen: Arc<[AtomicU64; 2]>,
+    seen: Arc<[AtomicU64; 3]>,
 }
 
 impl<D: Device> Device for SuperSegments<D> {
@@ -313,17 +313,28 @@ impl<D: Device> Device for SuperSegments<D> {
     fn pollable_fd(&self) -> Option<std::os::fd::RawFd> {
         self.inner.pollable_fd()
     }
+    fn gathers(&self) -> bool {
+        self.inner.gathers()
+    }
+    fn send_gathered(&mut self, pieces: &[&[u8]]) -> io::Result<bool> {
+        let len: usize = pieces.iter().map(|p| p.len()).sum();
+        if len > self.mtu() + 14 {
+            self.seen[2].fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.send_gathered(pieces)
+    }
 }
 
 /// Segmentation and checksum offload over the TAP (`IFF_VNET_HDR`, TSO4): the kernel hands ustack TCP
 /// super-segments of up to 64 KiB with checksums left to complete, and cuts ustack's super-segments itself.
-/// A bulk transfer each way stays intact (SHA-256), and super-segments really crossed in both directions.
+/// A bulk transfer each way stays intact (SHA-256), and super-segments really crossed in both directions,
+/// ustack's sent from the send buffer in pieces (`Device::send_gathered`), not copied into frames.
 #[test]
 fn bulk_both_ways_with_tap_segmentation_offload() {
     if skip_without_kernel_peer("bulk_both_ways_with_tap_segmentation_offload") {
         return;
     }
-    let seen = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let seen = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let counted = seen.clone();
     let peer = KernelPeer::tap_offloads_wrapped(|_| {}, move |tap| SuperSegments { inner: tap, seen: counted })
         .unwrap_or_else(|e| panic!("cannot start a kernel peer over an offloading TAP: {e}"));
@@ -334,10 +345,11 @@ fn bulk_both_ways_with_tap_segmentation_offload() {
     let t = ustack_to_kernel(&peer, 5012, bytes, 0x0ff1_0002);
     t.report("ustack -> kernel, offloads");
     t.check("ustack -> kernel, offloads", bytes, &peer.counters_dump());
-    let (received, sent) = (seen[0].load(Ordering::Relaxed), seen[1].load(Ordering::Relaxed));
-    println!("super-segments: {received} received, {sent} sent");
+    let [received, copied, gathered] = [0, 1, 2].map(|i| seen[i].load(Ordering::Relaxed));
+    println!("super-segments: {received} received, {copied} sent copied into frames, {gathered} sent gathered");
     assert!(received > 0, "the kernel sent no super-segment: offloads are not on");
-    assert!(sent > 0, "ustack sent no super-segment");
+    assert!(gathered > 0, "ustack sent no super-segment from its send buffer");
+    assert_eq!(copied, 0, "a super-segment was copied into a frame although the TAP gathers");
 }
 
 /// With `prefer_busy_poll` the driver leaves the TAP to a reader that busy-polls it, and takes it back when the

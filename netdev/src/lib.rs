@@ -64,6 +64,21 @@ pub trait Device: Send {
     /// A file descriptor that polls readable when [`Device::recv_batch`] has something to return, where the
     /// device has one.
     fn pollable_fd(&self) -> Option<RawFd>;
+
+    /// True when the device sends a frame given in pieces without first copying them together
+    /// ([`Device::send_gathered`]): a TAP hands them to the kernel in one `writev`, so a stack can send a
+    /// TCP super-segment's payload from where it lies in the socket's send buffer.
+    fn gathers(&self) -> bool {
+        false
+    }
+
+    /// Sends one frame made of `pieces` in order, at once (not batched: the pieces are borrowed for this
+    /// call only). Returns whether the link took it (false: dropped, as on a full ring). Only devices that
+    /// [gather](Device::gathers) implement it; the others refuse with `Unsupported`.
+    fn send_gathered(&mut self, pieces: &[&[u8]]) -> io::Result<bool> {
+        let _ = pieces;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
 impl<D: Device + ?Sized> Device for Box<D> {
@@ -84,5 +99,11 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn pollable_fd(&self) -> Option<RawFd> {
         (**self).pollable_fd()
+    }
+    fn gathers(&self) -> bool {
+        (**self).gathers()
+    }
+    fn send_gathered(&mut self, pieces: &[&[u8]]) -> io::Result<bool> {
+        (**self).send_gathered(pieces)
     }
 }

@@ -114,6 +114,50 @@ impl Tap {
 }
 
 impl Tap {
+    /// Writes one frame, given as `pieces` (the first holding at least its headers), with one `writev`
+    /// behind the vnet header when offloads are on. Returns false when the kernel dropped it (a full queue, the
+    /// interface down).
+    fn write_frame(&mut self, pieces: &[&[u8]]) -> io::Result<bool> {
+        const MAX_PIECES: usize = 4;
+        let frame_len: usize = pieces.iter().map(|p| p.len()).sum();
+        let (Some(head), true) = (pieces.first(), pieces.len() <= MAX_PIECES) else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a frame is 1 to 4 pieces"));
+        };
+        let header =
+            if self.offloads { VnetHeader::for_sending_head(head, frame_len, self.mtu) } else { VnetHeader::default() };
+        let header = header.to_bytes();
+        let header_len = if self.offloads { vnet::LEN } else { 0 };
+        // The kernel only reads from these; iovec just has no const variant.
+        let iovec = |piece: &[u8]| libc::iovec { iov_base: piece.as_ptr() as *mut libc::c_void, iov_len: piece.len() };
+        let mut iov = [iovec(&header[..header_len]); MAX_PIECES + 1];
+        for (slot, piece) in iov[1..].iter_mut().zip(pieces) {
+            *slot = iovec(piece);
+        }
+        if frame_len > self.mtu + 14 {
+            self.stats.super_segments_sent += 1;
+        }
+        loop {
+            // SAFETY: writev reads each of the first `1 + pieces.len()` iovecs' length from the header array or a
+            // piece, all alive and unmodified for the call.
+            let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 1 + pieces.len() as libc::c_int) };
+            if n >= 0 {
+                self.stats.sent += 1;
+                return Ok(true);
+            }
+            match sys::last_errno() {
+                libc::EINTR => continue,
+                e if is_drop_error(e) => {
+                    self.stats.tx_dropped += 1;
+                    return Ok(false);
+                }
+                _ => {
+                    let err = io::Error::last_os_error();
+                    return Err(sys::with_context(err, format!("writing to TAP device {:?} failed", self.name)));
+                }
+            }
+        }
+    }
+
     /// Notes what the kernel left undone in the frame just received (the batch's last). A checksum left for
     /// offload is not computed here: the bytes come from the kernel's memory, never from a wire, so the frame is
     /// marked trusted and the stack skips verifying it ([`FrameBatch::mark_checksum_trusted`]) — one pass over
@@ -211,49 +255,27 @@ impl Device for Tap {
 
     fn send_batch(&mut self, batch: &mut FrameBatch) -> io::Result<usize> {
         let mut sent = 0;
-        let header_len = if self.offloads { vnet::LEN } else { 0 };
         let mut failure = None;
         for frame in batch.iter() {
-            let header = if self.offloads { VnetHeader::for_sending(frame, self.mtu) } else { VnetHeader::default() };
-            let header = header.to_bytes();
-            let iov = [
-                // The kernel only reads from these; iovec just has no const variant.
-                libc::iovec { iov_base: header.as_ptr() as *mut libc::c_void, iov_len: header_len },
-                libc::iovec { iov_base: frame.as_ptr() as *mut libc::c_void, iov_len: frame.len() },
-            ];
-            if frame.len() > self.mtu + 14 {
-                self.stats.super_segments_sent += 1;
-            }
-            loop {
-                // SAFETY: writev reads each iovec's length from the header array and the frame, both alive and
-                // unmodified for the call.
-                let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
-                if n >= 0 {
-                    sent += 1;
+            match self.write_frame(&[frame]) {
+                Ok(true) => sent += 1,
+                Ok(false) => {}
+                Err(err) => {
+                    failure = Some(err);
                     break;
                 }
-                match sys::last_errno() {
-                    libc::EINTR => continue,
-                    e if is_drop_error(e) => {
-                        self.stats.tx_dropped += 1;
-                        break;
-                    }
-                    _ => {
-                        failure = Some(io::Error::last_os_error());
-                        break;
-                    }
-                }
-            }
-            if failure.is_some() {
-                break;
             }
         }
         batch.clear();
-        self.stats.sent += sent as u64;
-        match failure {
-            Some(err) => Err(sys::with_context(err, format!("writing to TAP device {:?} failed", self.name))),
-            None => Ok(sent),
-        }
+        failure.map_or(Ok(sent), Err)
+    }
+
+    fn gathers(&self) -> bool {
+        true
+    }
+
+    fn send_gathered(&mut self, pieces: &[&[u8]]) -> io::Result<bool> {
+        self.write_frame(pieces)
     }
 
     fn pollable_fd(&self) -> Option<RawFd> {
@@ -306,10 +328,19 @@ mod tests {
         assert!(frame.is_some(), "no ARP request for {peer} on the TAP");
         assert!(tap.stats().received > 0);
 
-        // Frames we write reach the kernel: an ARP reply makes it send the queued datagram.
+        // Frames we write reach the kernel, in pieces too: an ARP reply sent as three makes it send the queued
+        // datagram.
         let our_mac = [0x02, 0x55, 0x53, 0, 0, 0x02];
-        batch.push(&crate::test_support::arp_reply(our_mac, peer, mac, local));
-        assert_eq!(tap.send_batch(&mut batch).unwrap(), 1);
+        let reply = crate::test_support::arp_reply(our_mac, peer, mac, local);
+        let (head, rest) = reply.split_at(14);
+        let (middle, tail) = rest.split_at(9);
+        assert!(tap.gathers());
+        let too_many = [head, middle, tail, tail, tail];
+        assert_eq!(tap.send_gathered(&too_many).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(tap.send_gathered(&[]).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        let sent = tap.stats().sent;
+        assert!(tap.send_gathered(&[head, middle, tail]).unwrap());
+        assert_eq!(tap.stats().sent, sent + 1);
         let udp = wait_for_frame(&ns, &mut tap, peer, Duration::from_secs(5), |f| {
             f.len() > 34 && f[12..14] == [8, 0] && f[0..6] == our_mac && f[23] == 17
         });

@@ -67,11 +67,17 @@ impl VnetHeader {
     /// its checksum field (the kernel's own convention for `CHECKSUM_PARTIAL`), and the kernel completes each
     /// segment's checksum. Anything else goes out as it is.
     pub fn for_sending(frame: &[u8], mtu: usize) -> VnetHeader {
+        VnetHeader::for_sending_head(frame, frame.len(), mtu)
+    }
+
+    /// [`VnetHeader::for_sending`] for a frame of `frame_len` bytes that starts with `head` (at least its
+    /// headers): a frame sent in pieces.
+    pub fn for_sending_head(head: &[u8], frame_len: usize, mtu: usize) -> VnetHeader {
         let plain = VnetHeader::default();
-        if frame.len() <= mtu + 14 {
+        if frame_len <= mtu + 14 {
             return plain;
         }
-        let Some((ip_len, tcp_len)) = tcp_ipv4_header_lens(frame) else { return plain };
+        let Some((ip_len, tcp_len)) = tcp_ipv4_header_lens(head) else { return plain };
         let Some(gso_size) = mtu.checked_sub(ip_len + tcp_len).filter(|&s| s > 0) else { return plain };
         VnetHeader {
             flags: F_NEEDS_CSUM,

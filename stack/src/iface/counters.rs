@@ -150,6 +150,18 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Counts an IP packet handed to the link in a frame of its own, or dropped for want of one (a full
+    /// transmit ring).
+    #[inline(always)]
+    pub(crate) fn count_frame_out(&mut self, sent: bool) {
+        if sent {
+            self.link.out_frames += 1;
+        } else {
+            self.link.out_dropped += 1;
+            self.ip.out_discards += 1;
+        }
+    }
+
     /// Every counter as `(name, value)`, in a stable order.
     pub fn rows(&self) -> Vec<(String, u64)> {
         let mut rows = self.link.rows();

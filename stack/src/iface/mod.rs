@@ -31,6 +31,36 @@ pub trait FrameSink {
     /// A buffer of exactly `len` bytes for the next frame, or `None` when there is no room (the frame is then
     /// dropped and counted, as a full transmit ring drops).
     fn frame(&mut self, len: usize) -> Option<&mut [u8]>;
+
+    /// Sends a frame of `head_len` bytes of headers, which `write_head` writes, followed by `tail` (up to two
+    /// slices, a ring buffer's two halves), borrowed for this call only. Returns false when the frame was
+    /// dropped (no room).
+    ///
+    /// This is how a TCP super-segment goes out: a sink whose device gathers (a TAP's `writev`) hands the
+    /// payload to the kernel from where it lies in the socket's send buffer, one copy of 64 KiB fewer per
+    /// super-segment. The default copies it behind the headers in a [`FrameSink::frame`].
+    fn frame_with_tail(
+        &mut self,
+        head_len: usize,
+        tail: (&[u8], &[u8]),
+        write_head: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        copy_frame_with_tail(self, head_len, tail, write_head)
+    }
+}
+
+/// [`FrameSink::frame_with_tail`] by copying: the tail goes into the frame behind the headers.
+pub fn copy_frame_with_tail(
+    sink: &mut (impl FrameSink + ?Sized),
+    head_len: usize,
+    tail: (&[u8], &[u8]),
+    write_head: &mut dyn FnMut(&mut [u8]),
+) -> bool {
+    let Some(frame) = sink.frame(head_len + tail.0.len() + tail.1.len()) else { return false };
+    let (head, body) = frame.split_at_mut(head_len);
+    write_head(head);
+    crate::storage::ring_buffer::copy_pieces(body, tail.0, tail.1);
+    true
 }
 
 /// Collects frames into owned vectors: for tests, simulations and replays.

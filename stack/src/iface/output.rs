@@ -49,15 +49,24 @@ pub(crate) fn ipv4_frame<'a>(
     payload_len: usize,
 ) -> Option<&'a mut [u8]> {
     let Some(frame) = tx.frame(ethernet::HEADER_LEN + MIN_HEADER_LEN + payload_len) else {
-        counters.link.out_dropped += 1;
-        counters.ip.out_discards += 1;
+        counters.count_frame_out(false);
         return None;
     };
+    counters.count_frame_out(true);
+    Some(write_ipv4_headers(frame, dst_mac, src_mac, header))
+}
+
+/// Writes the Ethernet and IPv4 headers at the front of `frame` and returns the rest, for the payload.
+pub(crate) fn write_ipv4_headers<'a>(
+    frame: &'a mut [u8],
+    dst_mac: MacAddr,
+    src_mac: MacAddr,
+    header: &Ipv4Header,
+) -> &'a mut [u8] {
     ethernet::write_header(frame, dst_mac, src_mac, ethertype::IPV4);
     let (headers, payload) = frame.split_at_mut(ethernet::HEADER_LEN + MIN_HEADER_LEN);
     header.emit(&mut headers[ethernet::HEADER_LEN..]);
-    counters.link.out_frames += 1;
-    Some(payload)
+    payload
 }
 
 impl super::StackConfig {

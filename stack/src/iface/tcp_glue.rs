@@ -3,7 +3,7 @@
 
 use super::counters::Counters;
 use super::neighbor::NeighborCache;
-use super::output::{ipv4_frame, IpSend, NextHop};
+use super::output::{ipv4_frame, write_ipv4_headers, IpSend, NextHop};
 use super::tcp_template::TemplateCache;
 use super::{FrameSink, Stack, StackConfig};
 use crate::errno::Errno;
@@ -11,7 +11,7 @@ use crate::tcp::connection::{Outcome, State};
 use crate::tcp::layer::Demuxed;
 use crate::tcp::segment::{OutSegment, SegmentOut};
 use crate::time::Instant;
-use crate::wire::ethernet::MacAddr;
+use crate::wire::ethernet::{self, MacAddr};
 use crate::wire::ip_proto;
 use crate::wire::ipv4::{Ipv4Header, MIN_HEADER_LEN};
 use crate::wire::tcp::{TcpHeader, MIN_HEADER_LEN as TCP_MIN_HEADER_LEN};
@@ -183,21 +183,43 @@ impl<'a> TcpFrameWriter<'a> {
             && MIN_HEADER_LEN + segment.header.header_len() + segment.mss == self.config.mtu
     }
 
-    /// What `send_ipv4` does for a TCP segment, with the segment written in place: one frame.
+    /// The IPv4 header of `segment`'s packet, counted as one IP sends.
     #[inline(always)]
-    fn write_frame(&mut self, segment: &OutSegment<'_>, mac: MacAddr, device_cuts: bool) {
+    fn ip_header(&mut self, segment: &OutSegment<'_>) -> Ipv4Header {
         self.counters.ip.out_requests += 1;
         *self.next_ident = self.next_ident.wrapping_add(1);
-        let tcp_len = segment.wire_len();
         let ttl = segment.ttl.unwrap_or(self.config.ttl);
-        let mut ip = Ipv4Header::new(self.config.ipv4.addr, *segment.remote.ip(), ip_proto::TCP, ttl, tcp_len);
+        let remote = *segment.remote.ip();
+        let mut ip = Ipv4Header::new(self.config.ipv4.addr, remote, ip_proto::TCP, ttl, segment.wire_len());
         ip.ident = *self.next_ident;
         ip.tos = segment.tos;
         // TCP always sets DF: its segments are sized to the path MTU.
         ip.dont_fragment = true;
-        if let Some(room) = ipv4_frame(self.tx, self.counters, mac, self.config.mac, &ip, tcp_len) {
-            segment.emit(room, device_cuts);
+        ip
+    }
+
+    /// What `send_ipv4` does for a TCP segment, with the segment written in place: one frame.
+    #[inline(always)]
+    fn write_frame(&mut self, segment: &OutSegment<'_>, mac: MacAddr) {
+        let ip = self.ip_header(segment);
+        if let Some(room) = ipv4_frame(self.tx, self.counters, mac, self.config.mac, &ip, segment.wire_len()) {
+            segment.emit(room, false);
         }
+    }
+
+    /// A super-segment the device cuts: its headers are written here, with the partial checksum the device
+    /// completes, and its payload goes to the sink where it lies in the send buffer (copied only if the
+    /// device cannot take a frame in pieces, see [`FrameSink::frame_with_tail`]).
+    fn write_offloaded(&mut self, segment: &OutSegment<'_>, mac: MacAddr) {
+        let ip = self.ip_header(segment);
+        let src_mac = self.config.mac;
+        let tcp_len = segment.wire_len();
+        let head_len = ethernet::HEADER_LEN + MIN_HEADER_LEN + segment.header.header_len();
+        let sent = self.tx.frame_with_tail(head_len, segment.payload, &mut |head| {
+            let tcp = write_ipv4_headers(head, mac, src_mac, &ip);
+            segment.header.emit_v4_for_offload(tcp, ip.src, ip.dst, tcp_len);
+        });
+        self.counters.count_frame_out(sent);
     }
 
     /// A super-segment: whole to a device that cuts it, else cut here, a frame per piece. (Kept out of
@@ -206,7 +228,7 @@ impl<'a> TcpFrameWriter<'a> {
     fn push_super_segment(&mut self, segment: &OutSegment<'_>, mac: MacAddr) -> bool {
         let ip_len = MIN_HEADER_LEN + segment.wire_len();
         if self.device_cuts(segment, ip_len) {
-            self.write_frame(segment, mac, true);
+            self.write_offloaded(segment, mac);
         } else if MIN_HEADER_LEN + segment.header.header_len() + segment.mss > self.config.mtu {
             return false; // its pieces would be too long for the MTU
         } else {
@@ -220,17 +242,16 @@ impl<'a> TcpFrameWriter<'a> {
     /// describes (one carrying SACK blocks) has each piece built whole instead.
     fn cut_super_segment(&mut self, segment: &OutSegment<'_>, mac: MacAddr) {
         let Some(template) = self.templates.get(self.config, mac, segment) else {
-            return segment.for_each_piece(|piece| self.write_frame(piece, mac, false));
+            return segment.for_each_piece(|piece| self.write_frame(piece, mac));
         };
         for piece in segment.pieces_iter() {
             self.counters.ip.out_requests += 1;
             *self.next_ident = self.next_ident.wrapping_add(1);
             let Some(frame) = self.tx.frame(template.frame_len(piece.len)) else {
-                self.counters.link.out_dropped += 1;
-                self.counters.ip.out_discards += 1;
+                self.counters.count_frame_out(false);
                 continue;
             };
-            self.counters.link.out_frames += 1;
+            self.counters.count_frame_out(true);
             let seq = segment.header.seq + piece.offset;
             template.write(frame, *self.next_ident, segment, seq, piece.flags, segment.piece_payload(&piece));
         }
@@ -243,11 +264,10 @@ impl<'a> TcpFrameWriter<'a> {
         self.counters.ip.out_requests += 1;
         *self.next_ident = self.next_ident.wrapping_add(1);
         let Some(frame) = self.tx.frame(template.frame_len(segment.payload_len())) else {
-            self.counters.link.out_dropped += 1;
-            self.counters.ip.out_discards += 1;
+            self.counters.count_frame_out(false);
             return true;
         };
-        self.counters.link.out_frames += 1;
+        self.counters.count_frame_out(true);
         let header = segment.header;
         template.write(frame, *self.next_ident, segment, header.seq, header.flags, segment.payload);
         true
@@ -267,7 +287,7 @@ impl SegmentOut for TcpFrameWriter<'_> {
             return false; // too long for the MTU: IP refuses it (TCP sets DF)
         }
         if !self.write_from_template(segment, mac) {
-            self.write_frame(segment, mac, false);
+            self.write_frame(segment, mac);
         }
         true
     }
@@ -286,14 +306,51 @@ mod tests {
 
     /// Frames a writer makes of `segment`, and its counters.
     fn frames(segment: &OutSegment<'_>, cut: impl Fn(&mut TcpFrameWriter<'_>, MacAddr)) -> (Vec<Vec<u8>>, Counters) {
-        let config = StackConfig::new(US, "198.18.0.2/24".parse().unwrap());
+        let mut out = Vec::<Vec<u8>>::new();
+        let counters = frames_into(&mut out, 0, segment, cut);
+        (out, counters)
+    }
+
+    /// What a writer does with `segment` into `out`, on a device that takes super-segments of up to
+    /// `gso_max_size` bytes: its counters.
+    fn frames_into(
+        out: &mut dyn FrameSink,
+        gso_max_size: usize,
+        segment: &OutSegment<'_>,
+        cut: impl Fn(&mut TcpFrameWriter<'_>, MacAddr),
+    ) -> Counters {
+        let mut config = StackConfig::new(US, "198.18.0.2/24".parse().unwrap());
+        config.tcp.gso_max_size = gso_max_size;
         let mut neighbors = NeighborCache::new(config.arp.clone(), 1);
         neighbors.learn(Instant::ZERO, *segment.remote.ip(), PEER, true);
-        let (mut counters, mut ident, mut out) = (Counters::default(), 77u16, Vec::<Vec<u8>>::new());
+        let (mut counters, mut ident) = (Counters::default(), 77u16);
         let mut templates = TemplateCache::default();
-        let mut writer = TcpFrameWriter::new(&config, &neighbors, &mut counters, &mut ident, &mut templates, &mut out);
+        let mut writer = TcpFrameWriter::new(&config, &neighbors, &mut counters, &mut ident, &mut templates, out);
         cut(&mut writer, PEER);
-        (out, counters)
+        counters
+    }
+
+    /// A sink whose device gathers: it keeps each frame's headers and the addresses and lengths of its tail's
+    /// slices, as a TAP hands them to `writev`.
+    #[derive(Default)]
+    struct Gathering {
+        frames: Vec<(Vec<u8>, [Span; 2])>,
+    }
+
+    /// Where a slice lies: its address and length.
+    type Span = (usize, usize);
+
+    impl FrameSink for Gathering {
+        fn frame(&mut self, _len: usize) -> Option<&mut [u8]> {
+            panic!("a super-segment the device cuts is not copied into a frame");
+        }
+        fn frame_with_tail(&mut self, head_len: usize, tail: (&[u8], &[u8]), write: &mut dyn FnMut(&mut [u8])) -> bool {
+            let mut head = vec![0; head_len];
+            write(&mut head);
+            let at = |s: &[u8]| (s.as_ptr() as usize, s.len());
+            self.frames.push((head, [at(tail.0), at(tail.1)]));
+            true
+        }
     }
 
     /// Checks that every frame is a valid IPv4 packet with a valid TCP segment.
@@ -342,7 +399,7 @@ mod tests {
                 let (fast, fast_counters) = frames(&segment, |w, mac| {
                     assert_eq!(w.write_from_template(&segment, mac), templated, "{options:?}");
                 });
-                let (whole, whole_counters) = frames(&segment, |w, mac| w.write_frame(&segment, mac, false));
+                let (whole, whole_counters) = frames(&segment, |w, mac| w.write_frame(&segment, mac));
                 if templated {
                     assert_eq!(fast, whole, "{len} bytes split at {split}, {options:?}, {flags:?}");
                     assert_eq!(fast_counters, whole_counters);
@@ -392,6 +449,53 @@ mod tests {
         assert_valid(&[first, ttl, other, again]);
     }
 
+    /// A super-segment for a device with segmentation offload goes to the sink as its headers and its payload
+    /// where it lies (no copy); copied together they are the frame the copying sink gets, whose partial
+    /// checksum the device (here `vnet::complete_checksum`, as the kernel would) completes into a valid one.
+    #[test]
+    fn a_super_segment_the_device_cuts_is_handed_over_from_the_send_buffer() {
+        use ustack_netdev::vnet::{complete_checksum, Checksum, VnetHeader};
+        let data: Vec<u8> = (0..60_000u32).map(|i| (i * 13 + 5) as u8).collect();
+        let options = TcpOptions { timestamps: Some((77, 88)), ..TcpOptions::default() };
+        let header = TcpHeader {
+            src_port: 80,
+            dst_port: 40000,
+            seq: SeqNum(0xffff_0000),
+            ack: SeqNum(42),
+            flags: TcpFlags::ACK | TcpFlags::PSH,
+            window: 501,
+            urgent: 0,
+            options,
+        };
+        for split in [0, 1, 30_001, 60_000] {
+            let payload = (&data[..split], &data[split..]);
+            let segment = OutSegment {
+                local: "198.18.0.2:80".parse().unwrap(),
+                remote: "198.18.0.1:40000".parse().unwrap(),
+                header: &header,
+                payload,
+                mss: 1500 - 20 - 32,
+                ttl: None,
+                tos: 0,
+            };
+            let mut gathered = Gathering::default();
+            let gathered_counters = frames_into(&mut gathered, 65_535, &segment, |w, _| assert!(w.push(&segment)));
+            let mut copied = Vec::<Vec<u8>>::new();
+            let copied_counters = frames_into(&mut copied, 65_535, &segment, |w, _| assert!(w.push(&segment)));
+            assert_eq!(gathered_counters, copied_counters);
+            assert_eq!((gathered.frames.len(), copied.len()), (1, 1), "one frame for the device to cut");
+            let (head, tail) = &gathered.frames[0];
+            let at = |s: &[u8]| (s.as_ptr() as usize, s.len());
+            assert_eq!(*tail, [at(payload.0), at(payload.1)], "the payload is handed over where it lies");
+            let mut frame = head.clone();
+            frame.extend_from_slice(&data);
+            assert_eq!(frame, copied[0], "payload split at {split}");
+            let vnet = VnetHeader::for_sending(&frame, 1500);
+            assert_eq!(complete_checksum(&vnet, &mut frame), Checksum::Fixed);
+            assert_valid(&[frame]);
+        }
+    }
+
     #[test]
     fn frames_cut_from_the_template_match_pieces_written_whole() {
         let data: Vec<u8> = (0..5000u32).map(|i| (i * 31 + 3) as u8).collect();
@@ -422,7 +526,7 @@ mod tests {
                 };
                 let (fast, fast_counters) = frames(&segment, |w, mac| w.cut_super_segment(&segment, mac));
                 let (whole, whole_counters) =
-                    frames(&segment, |w, mac| segment.for_each_piece(|piece| w.write_frame(piece, mac, false)));
+                    frames(&segment, |w, mac| segment.for_each_piece(|piece| w.write_frame(piece, mac)));
                 assert_eq!(fast.len(), 4, "5000 bytes at 1448 a segment");
                 assert_eq!(fast, whole, "payload split at {split}, {options:?}");
                 assert_eq!(fast_counters, whole_counters);

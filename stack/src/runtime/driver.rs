@@ -479,7 +479,33 @@ impl FrameSink for FlushingSink<'_> {
         }
         self.batch.push_with_len(len)
     }
+
+    /// To a device that gathers, the frame goes at once, after the frames batched before it, its tail sent
+    /// from where it lies.
+    fn frame_with_tail(
+        &mut self,
+        head_len: usize,
+        tail: (&[u8], &[u8]),
+        write_head: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        let mut head = [0u8; MAX_GATHERED_HEAD];
+        if !self.device.gathers() || head_len > head.len() {
+            return crate::iface::copy_frame_with_tail(self, head_len, tail, write_head);
+        }
+        self.flush();
+        write_head(&mut head[..head_len]);
+        match self.device.send_gathered(&[&head[..head_len], tail.0, tail.1]) {
+            Ok(sent) => sent,
+            Err(e) => {
+                tracing::warn!("device send failed: {e}");
+                false
+            }
+        }
+    }
 }
+
+/// The longest headers a gathered frame may have: Ethernet, IPv4 and TCP, each with the most options.
+const MAX_GATHERED_HEAD: usize = 14 + 60 + 60;
 
 /// How many times in a row the driver leaves the device to calls (each time up to
 /// [`DEFERRAL_LIMIT`](super::device_watch::DEFERRAL_LIMIT)) before it waits for the stack lock instead.

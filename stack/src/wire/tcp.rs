@@ -448,10 +448,11 @@ impl TcpHeader {
     /// Like [`TcpHeader::emit_v4`], for a super-segment that the device cuts into segments and checksums
     /// (segmentation offload): the checksum field holds only the pseudo-header sum, folded and not
     /// complemented — Linux's convention for a checksum left to the device (`CHECKSUM_PARTIAL`), from which
-    /// each segment's checksum is finished over its own bytes.
-    pub fn emit_v4_for_offload(&self, segment: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
+    /// each segment's checksum is finished over its own bytes. `segment` holds at least the header;
+    /// `segment_len` counts the header and the payload, which may be sent from elsewhere.
+    pub fn emit_v4_for_offload(&self, segment: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, segment_len: usize) {
         self.emit_fields(segment);
-        let partial = checksum::fold(checksum::pseudo_header_v4(src, dst, ip_proto::TCP, segment.len()));
+        let partial = checksum::fold(checksum::pseudo_header_v4(src, dst, ip_proto::TCP, segment_len));
         segment[16..18].copy_from_slice(&partial.to_be_bytes());
     }
 
@@ -472,7 +473,7 @@ impl TcpHeader {
     ) {
         let header_len = self.header_len();
         if offloaded {
-            self.emit_v4_for_offload(segment, src, dst);
+            self.emit_v4_for_offload(segment, src, dst, segment.len());
         } else {
             // The header first, so that its narrow stores have reached the cache when it is read back for the
             // checksum after the copy; and the payload summed from where it was copied from, not from the
@@ -537,7 +538,8 @@ mod tests {
                 assert_eq!(fused, whole, "length {len}, split at {split}");
             }
             let mut partial = whole.clone();
-            h.emit_v4_for_offload(&mut partial, A, B);
+            let segment_len = partial.len();
+            h.emit_v4_for_offload(&mut partial, A, B, segment_len);
             let mut fused = vec![0u8; whole.len()];
             h.emit_v4_with_payload(&mut fused, A, B, (&data[..len / 2], &data[len / 2..len]), true);
             assert_eq!(fused, partial, "offloaded, length {len}");
@@ -573,7 +575,8 @@ mod tests {
         let payload: Vec<u8> = (0..40_000u32).map(|i| (i * 7) as u8).collect();
         let full = segment(&h, &payload);
         let mut partial = full.clone();
-        h.emit_v4_for_offload(&mut partial, A, B);
+        let segment_len = partial.len();
+        h.emit_v4_for_offload(&mut partial, A, B, segment_len);
         assert_eq!(partial[..16], full[..16]);
         assert_eq!(partial[18..], full[18..], "only the checksum field differs");
         let pseudo = checksum::fold(checksum::pseudo_header_v4(A, B, ip_proto::TCP, partial.len()));
