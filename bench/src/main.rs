@@ -54,7 +54,7 @@ struct Args {
     #[arg(long)]
     reps: Option<usize>,
     /// For profilers: run only one in-memory workload for SECONDS (ustack-bulk, smoltcp-bulk, ustack-rtt,
-    /// smoltcp-rtt) and print its rate.
+    /// smoltcp-rtt; with `:N`, beside N idle connections, e.g. ustack-bulk:10000) and print its rate.
     #[arg(long, value_name = "WORKLOAD")]
     solo: Option<String>,
     /// Seconds for --solo.

@@ -279,14 +279,16 @@ fn idle_ratios(plan: &Plan, report: &mut Report) {
 
 /// One workload alone, for a profiler.
 pub fn solo(workload: &str, secs: Duration) {
-    let (imp, kind) = workload.split_once('-').unwrap_or((workload, "bulk"));
+    let (name, idle) = match workload.split_once(':') {
+        Some((name, idle)) => (name, idle.parse().unwrap_or(usize::MAX)),
+        None => (workload, 0),
+    };
+    let (imp, kind) = name.split_once('-').unwrap_or((name, "bulk"));
     let run = match imp {
-        "ustack" => solo_on(ustack_link(1500, 0), kind, secs),
-        "smoltcp" => solo_on(smol_link(1500), kind, secs),
-        _ => {
-            eprintln!("unknown workload {workload}: use ustack-bulk, smoltcp-bulk, ustack-rtt or smoltcp-rtt");
-            std::process::exit(2);
-        }
+        _ if idle > 100_000 => usage(workload),
+        "ustack" => solo_on(ustack_link(1500, idle), kind, idle, secs),
+        "smoltcp" => solo_on(smol_link(1500), kind, idle, secs),
+        _ => usage(workload),
     };
     match kind {
         "rtt" => println!("{workload}: {:.0} ns per round trip", run.wall * 1e9 / run.amount.max(1) as f64),
@@ -294,8 +296,16 @@ pub fn solo(workload: &str, secs: Duration) {
     }
 }
 
-fn solo_on<N: Node>(mut link: MemLink<N>, kind: &str, secs: Duration) -> Run {
-    let (b, r) = prepare(&mut link, 0);
+fn usage(workload: &str) -> ! {
+    eprintln!(
+        "unknown workload {workload}: use ustack-bulk, smoltcp-bulk, ustack-rtt or smoltcp-rtt, optionally \
+         followed by :N for N idle connections (at most 100000)"
+    );
+    std::process::exit(2);
+}
+
+fn solo_on<N: Node>(mut link: MemLink<N>, kind: &str, idle: usize, secs: Duration) -> Run {
+    let (b, r) = prepare(&mut link, idle);
     match kind {
         "rtt" => pingpong(&mut link, r, u64::MAX, secs),
         _ => bulk(&mut link, b, u64::MAX, secs),
