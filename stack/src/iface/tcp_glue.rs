@@ -123,7 +123,7 @@ impl Stack {
     ) {
         let Ok((src_port, dst_port, seq)) = TcpHeader::parse_quoted(transport) else { return };
         let tuple = (SocketAddrV4::new(quoted.src, src_port), SocketAddrV4::new(quoted.dst, dst_port));
-        let Some(Demuxed::Conn(k)) = self.tcp.demux.get(&tuple).copied() else { return };
+        let Some(Demuxed::Conn(k)) = self.tcp.demux.get(&tuple) else { return };
         let Some(conn) = self.tcp.conns.get_mut(k) else { return };
         if seq.lt(conn.snd_una) || seq.ge(conn.snd_max) {
             return;

@@ -482,7 +482,7 @@ impl Stack {
                 if let Some(t) = h.timer {
                     self.tcp.timers.cancel(t);
                 }
-                self.tcp.demux.remove(&(h.local, h.remote));
+                self.tcp.demux.remove_if(&(h.local, h.remote), crate::tcp::demux::Demuxed::HalfOpen(hk));
             }
         }
     }

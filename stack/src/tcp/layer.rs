@@ -30,16 +30,7 @@ use crate::wire::tcp::{TcpFlags, TcpHeader, TcpOptions};
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-/// A connection's identity: (local address, remote address).
-pub type FourTuple = (SocketAddrV4, SocketAddrV4);
-
-/// What a four-tuple leads to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Demuxed {
-    Conn(SlabKey),
-    HalfOpen(SlabKey),
-    TimeWait(SlabKey),
-}
+pub use super::demux::{DemuxTable, Demuxed, FourTuple};
 
 /// Spare ring storage kept for reuse, at most this many buffers and bytes: enough for the rings of a few
 /// dozen busy connections at the default sizes; beyond that, storage goes back to the allocator.
@@ -112,7 +103,7 @@ pub struct TcpLayer {
     pub listeners: Slab<Listener>,
     pub half_open: Slab<HalfOpen>,
     pub time_wait: Slab<TimeWait>,
-    pub demux: FlowMap<FourTuple, Demuxed>,
+    pub demux: DemuxTable,
     /// Listeners by local address; the wildcard listener of port P is under 0.0.0.0:P.
     pub listen_index: FlowMap<SocketAddrV4, SlabKey>,
     pub ports: TcpPorts,
@@ -159,7 +150,7 @@ impl TcpLayer {
             listeners: Slab::new(),
             half_open: Slab::new(),
             time_wait: Slab::new(),
-            demux: flow_map(seed ^ 0x6465_6d75_785f_6b65),
+            demux: DemuxTable::new(seed ^ 0x6465_6d75_785f_6b65),
             listen_index: flow_map(seed ^ 0x6c69_7374_656e_6572),
             ports: TcpPorts::default(),
             timers: TimerWheel::new(Instant::ZERO),
@@ -208,7 +199,7 @@ impl TcpLayer {
             if self.ports.explicitly_bound(local_ip, port) {
                 continue;
             }
-            if self.demux.contains_key(&(SocketAddrV4::new(local_ip, port), remote)) {
+            if self.demux.contains(&(SocketAddrV4::new(local_ip, port), remote)) {
                 continue;
             }
             self.next_ephemeral = self.next_ephemeral.wrapping_add(i + 1);
@@ -250,7 +241,7 @@ impl TcpLayer {
         our_mss: u16,
     ) {
         self.counters.in_segs += 1;
-        match self.demux.get(&(local, remote)).copied() {
+        match self.demux.get(&(local, remote)) {
             Some(Demuxed::Conn(k)) => return self.receive_conn(now, k, seg, payload, our_mss),
             Some(Demuxed::HalfOpen(k)) => return self.receive_half_open(now, k, seg, payload, our_mss),
             // A SYN that may reopen the four-tuple removes the entry and goes on to the listener.
@@ -456,8 +447,7 @@ impl TcpLayer {
         if let Some((handle, _)) = conn.timer.take() {
             self.timers.cancel(handle);
         }
-        if self.demux.get(&tuple) == Some(&Demuxed::Conn(k)) {
-            self.demux.remove(&tuple);
+        if self.demux.remove_if(&tuple, Demuxed::Conn(k)) {
             self.ports.remove(tuple.0.port(), Owner::Conn(k));
         }
         conn.state = State::Closed;
@@ -574,9 +564,7 @@ impl TcpLayer {
             if let Some(h) = tw.timer {
                 self.timers.cancel(h);
             }
-            if self.demux.get(&(tw.local, tw.remote)) == Some(&Demuxed::TimeWait(tk)) {
-                self.demux.remove(&(tw.local, tw.remote));
-            }
+            self.demux.remove_if(&(tw.local, tw.remote), Demuxed::TimeWait(tk));
             self.ports.remove(tw.local.port(), Owner::TimeWait(tk));
         }
     }
@@ -780,9 +768,7 @@ impl TcpLayer {
             if let Some(t) = h.timer {
                 self.timers.cancel(t);
             }
-            if self.demux.get(&(h.local, h.remote)) == Some(&Demuxed::HalfOpen(hk)) {
-                self.demux.remove(&(h.local, h.remote));
-            }
+            self.demux.remove_if(&(h.local, h.remote), Demuxed::HalfOpen(hk));
             if let Some(l) = self.listeners.get_mut(h.listener) {
                 l.syn_queue_len = l.syn_queue_len.saturating_sub(1);
             }
@@ -889,7 +875,7 @@ impl TcpLayer {
     /// lets it reuse the entry when timestamps protect the new incarnation (PAWS rejects the old one's
     /// segments). Returns the lowest ISN the new connection may use, or `None` when the tuple is not free.
     pub fn reuse_time_wait_for_connect(&mut self, tuple: FourTuple) -> Option<Option<SeqNum>> {
-        match self.demux.get(&tuple).copied() {
+        match self.demux.get(&tuple) {
             None => Some(None),
             Some(Demuxed::TimeWait(tk)) => {
                 let tw = self.time_wait.get(tk)?;

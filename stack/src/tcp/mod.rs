@@ -7,6 +7,7 @@ pub mod assembler;
 pub mod config;
 pub mod congestion;
 pub mod connection;
+pub mod demux;
 pub mod handshake;
 pub mod idle_rings;
 pub mod input;
