@@ -203,7 +203,7 @@ impl<'a> TcpFrameWriter<'a> {
     fn write_frame(&mut self, segment: &OutSegment<'_>, mac: MacAddr) {
         let ip = self.ip_header(segment);
         if let Some(room) = ipv4_frame(self.tx, self.counters, mac, self.config.mac, &ip, segment.wire_len()) {
-            segment.emit(room, false);
+            segment.emit(room);
         }
     }
 

@@ -54,10 +54,9 @@ impl<'a> OutSegment<'a> {
         len.div_ceil(self.mss.max(1))
     }
 
-    /// Writes the segment, checksummed, into `segment` (exactly [`OutSegment::wire_len`] bytes) — or, for a
-    /// super-segment the device cuts (`device_cuts`), with only the partial checksum the device completes.
-    pub fn emit(&self, segment: &mut [u8], device_cuts: bool) {
-        self.header.emit_v4_with_payload(segment, *self.local.ip(), *self.remote.ip(), self.payload, device_cuts);
+    /// Writes the segment, checksummed, into `segment` (exactly [`OutSegment::wire_len`] bytes).
+    pub fn emit(&self, segment: &mut [u8]) {
+        self.header.emit_v4_with_payload(segment, *self.local.ip(), *self.remote.ip(), self.payload);
     }
 
     /// The segments a super-segment is cut into on the wire, `mss` bytes of payload each, in order (a
@@ -160,7 +159,7 @@ impl SegmentBuf {
     fn push_one(&mut self, segment: &OutSegment<'_>) {
         let start = self.buf.len();
         self.buf.resize(start + segment.wire_len(), 0);
-        segment.emit(&mut self.buf[start..], false);
+        segment.emit(&mut self.buf[start..]);
         self.segments.push(BuiltSegment {
             local: segment.local,
             remote: segment.remote,
