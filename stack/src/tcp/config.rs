@@ -78,6 +78,10 @@ pub struct TcpConfig {
     /// path (`Connection::is_predicted`). On by default; off, every segment takes the general path — for
     /// tests that check the two agree.
     pub header_prediction: bool,
+    /// HyStart++ (RFC 9406): the first slow start ends when the round trip rises, before the window overruns
+    /// the path's queue. On by default, as Linux's CUBIC runs its HyStart; off, slow start runs to the first
+    /// loss.
+    pub hystart: bool,
     /// How many emptied rings keep their storage, and how many bytes of it between them, for their
     /// connections' next bytes (see `tcp/idle_rings.rs`); beyond, the ring idle longest gives its storage back
     /// to the stack's pool. 0 gives every ring's storage back the moment it empties. The defaults (8 rings,
@@ -121,6 +125,7 @@ impl Default for TcpConfig {
             gso_max_size: 0,
             software_gso_max_size: 65_535,
             header_prediction: true,
+            hystart: true,
             idle_rings_kept: 8,
             idle_ring_bytes_kept: 2 << 20,
         }

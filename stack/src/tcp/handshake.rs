@@ -162,7 +162,12 @@ impl Connection {
             rtt_probe: None,
             retries: 0,
             probes: 0,
-            cc: CongestionControl::new(opts.congestion, negotiated.send_mss, config.initial_window),
+            cc: CongestionControl::for_connection(
+                opts.congestion,
+                negotiated.send_mss,
+                config.initial_window,
+                config.hystart,
+            ),
             retransmit_now: false,
             snd_sml: iss,
             cwnd_limited: false,

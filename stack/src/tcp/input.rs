@@ -3,7 +3,7 @@
 //! with RFC 5961's defences against blind in-window attacks and RFC 7323's PAWS.
 
 use super::config::TcpConfig;
-use super::congestion::{AckAction, CongestionControl, DupAckAction};
+use super::congestion::{AckAction, AckRtt, CongestionControl, DupAckAction};
 use super::connection::{Connection, Outcome, State, Timestamps};
 use super::handshake::{negotiate, syn_options};
 use super::rcv_autotune::RcvAutotune;
@@ -111,7 +111,12 @@ impl Connection {
         let offered = syn_options(ctx.config, self.negotiated.our_mss, 0);
         let ts_offset = self.negotiated.ts.map_or(0, |t| t.offset);
         self.negotiated = negotiate(ctx.config, self.negotiated.our_mss, &seg.options, now, ts_offset, &offered);
-        self.cc = CongestionControl::new(self.opts.congestion, self.negotiated.send_mss, ctx.config.initial_window);
+        self.cc = CongestionControl::for_connection(
+            self.opts.congestion,
+            self.negotiated.send_mss,
+            ctx.config.initial_window,
+            ctx.config.hystart,
+        );
         if ack_ok {
             // Our SYN is acknowledged: ESTABLISHED, and ACK the peer's SYN at once.
             self.snd_una = seg.ack;
@@ -632,17 +637,18 @@ impl Connection {
         self.tx.discard(acked.min(self.tx.len()));
         // RTT: from the echoed timestamp when there is one (RFC 7323 section 4.1), else from the timed segment
         // if it was not retransmitted (Karn's algorithm, RFC 6298 section 3).
-        match seg.options.timestamps.filter(|_| self.negotiated.ts.is_some()) {
+        let rtt_sample = match seg.options.timestamps.filter(|_| self.negotiated.ts.is_some()) {
             Some((_, tsecr)) if tsecr != 0 => self.sample_rtt_from_timestamp(now, tsecr),
-            _ => {
-                if let Some((probe_seq, sent_at)) = self.rtt_probe {
-                    if seg.ack.gt(probe_seq) {
-                        self.rtt.sample_nanos(now.nanos_since(sent_at));
-                        self.rtt_probe = None;
-                    }
+            _ => match self.rtt_probe {
+                Some((probe_seq, sent_at)) if seg.ack.gt(probe_seq) => {
+                    let rtt = now.nanos_since(sent_at);
+                    self.rtt.sample_nanos(rtt);
+                    self.rtt_probe = None;
+                    Some(rtt)
                 }
-            }
-        }
+                _ => None,
+            },
+        };
         self.rtt.reset_backoff();
         self.retries = 0;
         self.snd_una = seg.ack;
@@ -654,7 +660,8 @@ impl Connection {
         // A partial ACK (RFC 6582) retransmits the next hole, unless SACK recovery already resent it.
         let srtt = self.rtt.srtt();
         let was_recovering = self.cc.in_recovery();
-        if self.cc.on_ack(now, srtt, seg.ack, acked, flight, self.cwnd_limited) == AckAction::RetransmitNext
+        let rtt = AckRtt { srtt, sample_nanos: rtt_sample };
+        if self.cc.on_ack(now, rtt, seg.ack, acked, flight, self.cwnd_limited) == AckAction::RetransmitNext
             && self.snd_una.lt(self.snd_max)
             && !self.recovery_next.gt(self.snd_una)
         {
@@ -674,12 +681,16 @@ impl Connection {
         }
     }
 
-    fn sample_rtt_from_timestamp(&mut self, now: Instant, tsecr: u32) {
+    /// An RTT sample from an echoed timestamp (RFC 7323 section 4.1), in nanoseconds, if it is one.
+    fn sample_rtt_from_timestamp(&mut self, now: Instant, tsecr: u32) -> Option<u64> {
         let elapsed = self.ts_now(now).wrapping_sub(tsecr);
         // An echo from the future or from hours ago is not a measurement.
-        if elapsed < 3_600_000 {
-            self.rtt.sample_nanos(u64::from(elapsed) * 1_000_000);
+        if elapsed >= 3_600_000 {
+            return None;
         }
+        let rtt = u64::from(elapsed) * 1_000_000;
+        self.rtt.sample_nanos(rtt);
+        Some(rtt)
     }
 
     /// Takes in-window text at `seq` (not before RCV.NXT): in order it joins the receive buffer, beyond RCV.NXT

@@ -202,7 +202,7 @@ fn reduced_ssthresh(flight: usize, mss: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{CongestionAlgorithm, CongestionControl, DupAckAction};
+    use super::super::{AckRtt, CongestionAlgorithm, CongestionControl, DupAckAction};
     use super::*;
     use crate::tcp::seq::SeqNum;
 
@@ -223,7 +223,7 @@ mod tests {
             cc.on_dup_ack(flight * MSS, snd_max, SeqNum(0));
         }
         // A full acknowledgment ends recovery with the window at ssthresh (RFC 6582 section 3.2 step 3).
-        cc.on_ack(T0, None, snd_max, MSS, 10 * flight * MSS, true);
+        cc.on_ack(T0, AckRtt::smoothed(None), snd_max, MSS, 10 * flight * MSS, true);
         assert!(!cc.in_recovery());
         assert_eq!(cc.cwnd(), cc.ssthresh());
         cc
@@ -234,7 +234,7 @@ mod tests {
         let acks = (cc.cwnd() / MSS).max(1);
         let flight = cc.cwnd();
         for _ in 0..acks {
-            cc.on_ack(now, Some(rtt), SeqNum(0), MSS, flight, true);
+            cc.on_ack(now, AckRtt::smoothed(Some(rtt)), SeqNum(0), MSS, flight, true);
         }
     }
 
@@ -244,7 +244,7 @@ mod tests {
     fn k_and_w_cubic_follow_section_4_2() {
         let mut cc = after_loss(100, 100);
         assert_eq!(cc.cwnd(), 70 * MSS);
-        cc.on_ack(T0, None, SeqNum(0), MSS, 70 * MSS, true); // first ACK in avoidance: the epoch starts
+        cc.on_ack(T0, AckRtt::smoothed(None), SeqNum(0), MSS, 70 * MSS, true); // first ACK in avoidance: the epoch starts
         let c = cc.cubic().unwrap();
         let k = c.k().unwrap();
         assert!((k - 75f64.cbrt()).abs() < 1e-9, "K = {k}");
@@ -360,7 +360,7 @@ mod tests {
     #[test]
     fn timeout_sets_one_segment_and_restarts_the_epoch() {
         let mut cc = after_loss(100, 100);
-        cc.on_ack(T0, None, SeqNum(0), MSS, 70 * MSS, true);
+        cc.on_ack(T0, AckRtt::smoothed(None), SeqNum(0), MSS, 70 * MSS, true);
         assert!(cc.cubic().unwrap().epoch_start().is_some());
         cc.on_timeout(50 * MSS, SeqNum(1_000_000));
         assert_eq!((cc.cwnd(), cc.ssthresh()), (MSS, 35 * MSS));
@@ -369,10 +369,10 @@ mod tests {
         // Slow start up to ssthresh, then the first ACK in avoidance starts the new stage.
         let t1 = Instant::from_secs(5);
         while cc.cwnd() < cc.ssthresh() {
-            cc.on_ack(t1, None, SeqNum(0), MSS, cc.cwnd(), true);
+            cc.on_ack(t1, AckRtt::smoothed(None), SeqNum(0), MSS, cc.cwnd(), true);
         }
         let cwnd_epoch = cc.cwnd() as f64;
-        cc.on_ack(t1, None, SeqNum(0), MSS, cc.cwnd(), true);
+        cc.on_ack(t1, AckRtt::smoothed(None), SeqNum(0), MSS, cc.cwnd(), true);
         let c = cc.cubic().unwrap();
         assert_eq!((c.epoch_start(), c.k()), (Some(t1), Some(0.0)));
         assert_eq!(c.w_cubic(Duration::ZERO, MSS), Some(cwnd_epoch), "W_max = cwnd_epoch");
@@ -384,18 +384,18 @@ mod tests {
     fn an_application_limited_period_neither_grows_cwnd_nor_counts_in_t() {
         let rtt = Duration::from_millis(100);
         let mut cc = after_loss(100, 100);
-        cc.on_ack(T0, Some(rtt), SeqNum(0), MSS, 70 * MSS, true);
+        cc.on_ack(T0, AckRtt::smoothed(Some(rtt)), SeqNum(0), MSS, 70 * MSS, true);
         let before = cc.cwnd();
         // Ten seconds of acknowledgments for a trickle of data.
         let mut now = T0;
         for _ in 0..100 {
             now += Duration::from_millis(100);
-            cc.on_ack(now, Some(rtt), SeqNum(0), MSS, MSS, false);
+            cc.on_ack(now, AckRtt::smoothed(Some(rtt)), SeqNum(0), MSS, MSS, false);
         }
         assert_eq!(cc.cwnd(), before, "no growth while application-limited");
         // The window fills again: the curve resumes where it stopped, 100 ms after the epoch began.
         let resumed = now + Duration::from_millis(100);
-        cc.on_ack(resumed, Some(rtt), SeqNum(0), MSS, cc.cwnd(), true);
+        cc.on_ack(resumed, AckRtt::smoothed(Some(rtt)), SeqNum(0), MSS, cc.cwnd(), true);
         let c = cc.cubic().unwrap();
         assert_eq!(c.epoch_start(), Some(Instant::from_secs(10)), "shifted by the 9.9 s application-limited");
         assert!(cc.cwnd() <= before + MSS, "grown as at t = 0.2 s, not as at t = 10.2 s");
@@ -413,12 +413,12 @@ mod tests {
                 cc.on_dup_ack(mss, SeqNum(1), SeqNum(0));
                 cc.on_dup_ack(mss, SeqNum(1), SeqNum(0));
                 cc.on_dup_ack(mss, SeqNum(1), SeqNum(0));
-                cc.on_ack(T0, rtt, SeqNum(2), 1, 1, true);
+                cc.on_ack(T0, AckRtt::smoothed(rtt), SeqNum(2), 1, 1, true);
                 cc.cwnd = usize::MAX / 2;
                 cc.ssthresh = 0;
                 for now in [T0, far, T0, far] {
-                    cc.on_ack(now, rtt, SeqNum(3), usize::MAX, usize::MAX, true);
-                    cc.on_ack(now, rtt, SeqNum(3), 0, 0, true);
+                    cc.on_ack(now, AckRtt::smoothed(rtt), SeqNum(3), usize::MAX, usize::MAX, true);
+                    cc.on_ack(now, AckRtt::smoothed(rtt), SeqNum(3), 0, 0, true);
                     assert!(cc.cubic().unwrap().is_finite(), "{:?}", cc.cubic());
                     assert!(cc.cwnd() >= mss);
                 }

@@ -12,9 +12,11 @@
 //! windows to obey. It never reads a clock.
 
 mod cubic;
+mod hystart;
 mod reno;
 
 pub use cubic::Cubic;
+pub use hystart::HyStart;
 pub use reno::Reno;
 
 use super::seq::SeqNum;
@@ -82,6 +84,21 @@ pub enum AckAction {
     RetransmitNext,
 }
 
+/// What an acknowledgment tells of the round trip: the smoothed estimate (if measured yet), and the sample
+/// this acknowledgment itself gave, in nanoseconds, if it gave one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AckRtt {
+    pub srtt: Option<Duration>,
+    pub sample_nanos: Option<u64>,
+}
+
+impl AckRtt {
+    /// The smoothed estimate alone, without a sample.
+    pub fn smoothed(srtt: Option<Duration>) -> AckRtt {
+        AckRtt { srtt, sample_nanos: None }
+    }
+}
+
 /// RFC 5681 section 3.2: the number of duplicate acknowledgments that signals a loss.
 pub const DUP_THRESHOLD: u32 = 3;
 
@@ -130,6 +147,8 @@ pub struct CongestionControl {
     /// Slow start after a retransmission timeout, until ssthresh: RFC 3465 section 2.3 takes one MSS per ACK
     /// there, since cumulative ACKs then jump over data the receiver already held.
     after_timeout: bool,
+    /// HyStart++ (RFC 9406) on the first slow start.
+    hystart: HyStart,
     algorithm: Algorithm,
 }
 
@@ -148,8 +167,19 @@ impl CongestionControl {
             prior: None,
             sack_recovery: false,
             after_timeout: false,
+            hystart: HyStart::new(true),
             algorithm: Algorithm::new(algorithm),
         }
+    }
+
+    /// The controller a new connection starts with: [`CongestionControl::new`], with HyStart++ unless
+    /// `hystart` is false (`TcpConfig::hystart`), when slow start runs until the first loss, as RFC 5681's.
+    pub fn for_connection(algorithm: CongestionAlgorithm, mss: usize, initial_segments: usize, hystart: bool) -> Self {
+        let mut cc = CongestionControl::new(algorithm, mss, initial_segments);
+        if !hystart {
+            cc.hystart.stop();
+        }
+        cc
     }
 
     pub fn cwnd(&self) -> usize {
@@ -210,7 +240,7 @@ impl CongestionControl {
     pub fn on_ack(
         &mut self,
         now: Instant,
-        srtt: Option<Duration>,
+        rtt: AckRtt,
         ack: SeqNum,
         acked: usize,
         flight: usize,
@@ -262,13 +292,22 @@ impl CongestionControl {
             // Slow start (RFC 5681 section 3.1), the same for every algorithm (RFC 9438 section 4.10), counting
             // every byte acknowledged up to ssthresh as Linux's tcp_slow_start does, not RFC 3465's L = 2 MSS
             // per ACK: receivers that coalesce (GRO on Linux, one ACK per receive batch here) send an ACK for
-            // dozens of segments, and capped at two per ACK slow start would grow slower than avoidance.
+            // dozens of segments, and capped at two per ACK slow start would grow slower than avoidance. (For
+            // the same reason HyStart++'s L, RFC 9406 section 4.2, is taken as unbounded.)
             let cap = if self.after_timeout { self.mss } else { self.ssthresh.saturating_sub(self.cwnd).max(1) };
-            acked.min(cap)
+            let growth = acked.min(cap);
+            match self.first_slow_start_pace(ack, ack + flight.saturating_sub(acked), rtt.sample_nanos) {
+                hystart::Pace::SlowStart => growth,
+                hystart::Pace::Conservative => (growth / hystart::CSS_GROWTH_DIVISOR).max(1),
+                hystart::Pace::Avoidance => {
+                    self.ssthresh = self.cwnd;
+                    0
+                }
+            }
         } else {
             match &mut self.algorithm {
                 Algorithm::Reno(r) => r.avoidance_growth(self.cwnd, self.mss, acked),
-                Algorithm::Cubic(c) => c.avoidance_growth(self.cwnd, self.mss, acked, now, srtt),
+                Algorithm::Cubic(c) => c.avoidance_growth(self.cwnd, self.mss, acked, now, rtt.srtt),
             }
         };
         self.cwnd = self.cwnd.saturating_add(growth);
@@ -276,6 +315,19 @@ impl CongestionControl {
             self.after_timeout = false;
         }
         AckAction::None
+    }
+
+    /// HyStart++'s pace for an ACK in slow start, while ssthresh is still at its initial value (RFC 9406
+    /// section 4.3: the first slow start only; a loss has set ssthresh for every later one).
+    fn first_slow_start_pace(&mut self, ack: SeqNum, snd_max: SeqNum, rtt_nanos: Option<u64>) -> hystart::Pace {
+        if !self.hystart.watching() {
+            return hystart::Pace::SlowStart;
+        }
+        if self.ssthresh != usize::MAX {
+            self.hystart.stop();
+            return hystart::Pace::SlowStart;
+        }
+        self.hystart.on_ack(ack, snd_max, rtt_nanos)
     }
 
     /// A duplicate acknowledgment (RFC 5681 section 2's definition, checked by the caller). `flight` is the
@@ -423,7 +475,7 @@ mod tests {
 
     /// An ACK at time zero without an RTT (Reno uses neither).
     fn ack(cc: &mut CongestionControl, ack: u32, acked: usize, flight: usize, limited: bool) -> AckAction {
-        cc.on_ack(T0, None, SeqNum(ack), acked, flight, limited)
+        cc.on_ack(T0, AckRtt::smoothed(None), SeqNum(ack), acked, flight, limited)
     }
 
     #[test]
@@ -593,7 +645,7 @@ mod tests {
                     0..=4 => {
                         let acked = rng.below(flight.min(1 << 24) + 1);
                         una += acked;
-                        cc.on_ack(now, srtt, una, acked, flight, rng.below(2) == 0);
+                        cc.on_ack(now, AckRtt::smoothed(srtt), una, acked, flight, rng.below(2) == 0);
                     }
                     5..=7 => {
                         cc.on_dup_ack(flight, snd_max, una);
