@@ -155,6 +155,23 @@ fn sack_recovery_shortens_lossy_transfers() {
     println!("virtual time for 300 lossy transfers: with SACK {:?}, without {:?}", totals[0], totals[1]);
 }
 
+/// 8 MB from A to B over a link with `faults` (seeded with `seed`), with the stacks configured by `tweak`;
+/// the virtual time it took, and A's retransmissions.
+fn transfer_8mb(
+    faults: FaultConfig,
+    seed: u64,
+    tweak: impl FnOnce(&mut StackConfig, &mut StackConfig),
+) -> (Duration, Option<u64>) {
+    let (mut a, mut b) = configs();
+    tweak(&mut a, &mut b);
+    let mut sim = SimNet::new(a, b, PipeConfig::symmetric(1500, faults, seed));
+    let mut ex = Exchange::new(server(), vec![8_000_000], vec![0]);
+    ex.start(&mut sim);
+    assert!(sim.run_until(Instant::from_secs(60), |sim| ex.step(sim)), "transfer did not finish");
+    assert!(ex.errors().is_empty(), "{:?}", ex.errors());
+    (sim.now().since_origin(), sim.a.counters().get("TcpRetransSegs"))
+}
+
 /// 8 MB from A to B over 100 Mbit/s with a 50 ms round trip (a path that holds 625 KB in flight), with the
 /// stacks configured by `tweak`; the virtual time it took, and A's retransmissions.
 fn long_fat_path_transfer(tweak: impl FnOnce(&mut StackConfig, &mut StackConfig)) -> (Duration, Option<u64>) {
@@ -164,14 +181,7 @@ fn long_fat_path_transfer(tweak: impl FnOnce(&mut StackConfig, &mut StackConfig)
         queue_limit: 10_000,
         ..FaultConfig::default()
     };
-    let (mut a, mut b) = configs();
-    tweak(&mut a, &mut b);
-    let mut sim = SimNet::new(a, b, PipeConfig::symmetric(1500, faults, 7));
-    let mut ex = Exchange::new(server(), vec![8_000_000], vec![0]);
-    ex.start(&mut sim);
-    assert!(sim.run_until(Instant::from_secs(60), |sim| ex.step(sim)), "transfer did not finish");
-    assert!(ex.errors().is_empty(), "{:?}", ex.errors());
-    (sim.now().since_origin(), sim.a.counters().get("TcpRetransSegs"))
+    transfer_8mb(faults, 7, tweak)
 }
 
 /// Send-buffer autotuning on a long fat path: 625 KB in flight is more than the default 256 KiB send buffer.
@@ -300,15 +310,11 @@ fn deep_queue_transfer(hystart: bool) -> (Duration, u64) {
         queue_limit: 1000,
         ..FaultConfig::default()
     };
-    let (mut a, mut b) = configs();
-    a.tcp.hystart = hystart;
-    b.tcp.hystart = hystart;
-    let mut sim = SimNet::new(a, b, PipeConfig::symmetric(1500, faults, 11));
-    let mut ex = Exchange::new(server(), vec![8_000_000], vec![0]);
-    ex.start(&mut sim);
-    assert!(sim.run_until(Instant::from_secs(60), |sim| ex.step(sim)), "transfer did not finish");
-    assert!(ex.errors().is_empty(), "{:?}", ex.errors());
-    (sim.now().since_origin(), sim.a.counters().get("TcpRetransSegs").unwrap_or(0))
+    let (time, retransmitted) = transfer_8mb(faults, 11, |a, b| {
+        a.tcp.hystart = hystart;
+        b.tcp.hystart = hystart;
+    });
+    (time, retransmitted.unwrap_or(0))
 }
 
 /// HyStart++ (RFC 9406): slow start doubling the window every round trip overruns a deep queue by up to a
