@@ -1089,6 +1089,23 @@ fn a_batch_of_segments_is_answered_with_one_ack() {
     c.expect_seg(ACK, 1, 1 + 6 * 1448 + 100);
 }
 
+/// RFC 2883: a duplicate segment is reported in a D-SACK block, and an ACK carries one such block. Two
+/// duplicates in one device read are answered with an ACK each, at once, each naming its own duplicate (as
+/// Linux answers every duplicate, `tcp_send_dupack`): answered with the batch's one ACK, the second would
+/// replace the first, and a sender that learns reordering from D-SACKs (RACK) would learn of half of it.
+#[test]
+fn each_duplicate_in_a_batch_is_reported_in_its_own_dsack() {
+    let (mut c, fd) = established();
+    c.send_batch((0..3).map(|i| seg(ACK).seq(1 + i * 1000).ack(1).fill(1000)).collect());
+    assert!(c.expect_seg(ACK, 1, 3001).sack.is_empty());
+    c.expect_nothing();
+    c.send_batch(vec![seg(ACK).seq(1).ack(1).fill(1000), seg(ACK).seq(2001).ack(1).fill(1000)]);
+    assert_eq!(c.expect_seg(ACK, 1, 3001).sack, [(1, 1001)]);
+    assert_eq!(c.expect_seg(ACK, 1, 3001).sack, [(2001, 3001)]);
+    c.expect_nothing();
+    assert_eq!(c.read(fd), Ok(pattern(1, 3000)), "the duplicates changed nothing");
+}
+
 /// Buffers are lent, not owned: once the application has read everything and the peer has acknowledged
 /// everything, an idle connection holds no buffer memory (its rings went back to the stack's spare pool) —
 /// at once when no emptied ring may keep its storage.

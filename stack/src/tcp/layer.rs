@@ -338,7 +338,10 @@ impl TcpLayer {
                         self.events.push(fd);
                     }
                 }
-                if self.batching {
+                // A D-SACK goes out at once: an ACK carries one D-SACK block, and the next duplicate of the batch
+                // would replace it (Linux answers every duplicate at once, `tcp_send_dupack`; RFC 2883 section 4).
+                let dsack = self.conns.get(k).is_some_and(|c| c.dsack.is_some());
+                if self.batching && !dsack {
                     self.defer_transmit(k);
                 } else {
                     self.transmit(now, k);
