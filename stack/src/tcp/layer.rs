@@ -280,10 +280,17 @@ impl TcpLayer {
             self.events.push(fd);
         }
         let tuple = (conn.local, conn.remote);
+        let dsack_due = conn.dsack.is_some();
         if let Some(seq) = processed.reset_reply {
             self.send_reset_to(tuple.0, tuple.1, seq, None);
         }
         self.note_emptied_rings(k);
+        // A D-SACK goes out at once, not with the batch's ACK: an ACK carries one D-SACK block, and the batch's
+        // next duplicate would replace it (RFC 2883 section 4; Linux answers every duplicate at once,
+        // `tcp_send_dupack`).
+        if dsack_due && self.batching {
+            self.transmit(now, k);
+        }
         self.after_event(now, k, processed.outcome);
     }
 
@@ -338,10 +345,7 @@ impl TcpLayer {
                         self.events.push(fd);
                     }
                 }
-                // A D-SACK goes out at once: an ACK carries one D-SACK block, and the next duplicate of the batch
-                // would replace it (Linux answers every duplicate at once, `tcp_send_dupack`; RFC 2883 section 4).
-                let dsack = self.conns.get(k).is_some_and(|c| c.dsack.is_some());
-                if self.batching && !dsack {
+                if self.batching {
                     self.defer_transmit(k);
                 } else {
                     self.transmit(now, k);
