@@ -48,12 +48,29 @@ pub(crate) fn ipv4_frame<'a>(
     header: &Ipv4Header,
     payload_len: usize,
 ) -> Option<&'a mut [u8]> {
-    let Some(frame) = tx.frame(ethernet::HEADER_LEN + MIN_HEADER_LEN + payload_len) else {
-        counters.count_frame_out(false);
-        return None;
-    };
-    counters.count_frame_out(true);
+    let frame = counted_frame(tx, counters, ethernet::HEADER_LEN + MIN_HEADER_LEN + payload_len)?;
     Some(write_ipv4_headers(frame, dst_mac, src_mac, header))
+}
+
+/// The identification of the next IP packet, counted as one IP sends (`IpOutRequests`).
+#[inline(always)]
+pub(crate) fn next_ip_ident(counters: &mut super::counters::Counters, next_ident: &mut u16) -> u16 {
+    counters.ip.out_requests += 1;
+    *next_ident = next_ident.wrapping_add(1);
+    *next_ident
+}
+
+/// A frame of `len` bytes from `tx` for one IP packet, counted as sent, or `None`, counted as a discard, when
+/// the sink has no room.
+#[inline(always)]
+pub(crate) fn counted_frame<'a>(
+    tx: &'a mut dyn FrameSink,
+    counters: &mut super::counters::Counters,
+    len: usize,
+) -> Option<&'a mut [u8]> {
+    let frame = tx.frame(len);
+    counters.count_frame_out(frame.is_some());
+    frame
 }
 
 /// Writes the Ethernet and IPv4 headers at the front of `frame` and returns the rest, for the payload.
@@ -114,12 +131,11 @@ impl Stack {
                 return Err(e);
             }
         };
-        self.counters.ip.out_requests += 1;
-        self.next_ident = self.next_ident.wrapping_add(1);
+        let ident = next_ip_ident(&mut self.counters, &mut self.next_ident);
         // Our address, or for loopback the destination itself (a connection to 127.0.0.1 is from 127.0.0.1).
         let src = if hop == NextHop::Local && how.dst.is_loopback() { how.dst } else { self.config.ipv4.addr };
         let mut header = Ipv4Header::new(src, how.dst, how.protocol, how.ttl, payload.len());
-        header.ident = self.next_ident;
+        header.ident = ident;
         header.tos = how.tos;
         let packet = PendingPacket {
             header,

@@ -3,7 +3,7 @@
 
 use super::counters::Counters;
 use super::neighbor::NeighborCache;
-use super::output::{ipv4_frame, write_ipv4_headers, IpSend, NextHop};
+use super::output::{counted_frame, ipv4_frame, next_ip_ident, write_ipv4_headers, IpSend, NextHop};
 use super::tcp_template::TemplateCache;
 use super::{FrameSink, Stack, StackConfig};
 use crate::errno::Errno;
@@ -186,12 +186,11 @@ impl<'a> TcpFrameWriter<'a> {
     /// The IPv4 header of `segment`'s packet, counted as one IP sends.
     #[inline(always)]
     fn ip_header(&mut self, segment: &OutSegment<'_>) -> Ipv4Header {
-        self.counters.ip.out_requests += 1;
-        *self.next_ident = self.next_ident.wrapping_add(1);
+        let ident = next_ip_ident(self.counters, self.next_ident);
         let ttl = segment.ttl.unwrap_or(self.config.ttl);
         let remote = *segment.remote.ip();
         let mut ip = Ipv4Header::new(self.config.ipv4.addr, remote, ip_proto::TCP, ttl, segment.wire_len());
-        ip.ident = *self.next_ident;
+        ip.ident = ident;
         ip.tos = segment.tos;
         // TCP always sets DF: its segments are sized to the path MTU.
         ip.dont_fragment = true;
@@ -245,15 +244,10 @@ impl<'a> TcpFrameWriter<'a> {
             return segment.for_each_piece(|piece| self.write_frame(piece, mac));
         };
         for piece in segment.pieces_iter() {
-            self.counters.ip.out_requests += 1;
-            *self.next_ident = self.next_ident.wrapping_add(1);
-            let Some(frame) = self.tx.frame(template.frame_len(piece.len)) else {
-                self.counters.count_frame_out(false);
-                continue;
-            };
-            self.counters.count_frame_out(true);
+            let ident = next_ip_ident(self.counters, self.next_ident);
+            let Some(frame) = counted_frame(self.tx, self.counters, template.frame_len(piece.len)) else { continue };
             let seq = segment.header.seq + piece.offset;
-            template.write(frame, *self.next_ident, segment, seq, piece.flags, segment.piece_payload(&piece));
+            template.write(frame, ident, segment, seq, piece.flags, segment.piece_payload(&piece));
         }
     }
 
@@ -261,15 +255,11 @@ impl<'a> TcpFrameWriter<'a> {
     #[inline(always)]
     fn write_from_template(&mut self, segment: &OutSegment<'_>, mac: MacAddr) -> bool {
         let Some(template) = self.templates.get(self.config, mac, segment) else { return false };
-        self.counters.ip.out_requests += 1;
-        *self.next_ident = self.next_ident.wrapping_add(1);
-        let Some(frame) = self.tx.frame(template.frame_len(segment.payload_len())) else {
-            self.counters.count_frame_out(false);
-            return true;
-        };
-        self.counters.count_frame_out(true);
-        let header = segment.header;
-        template.write(frame, *self.next_ident, segment, header.seq, header.flags, segment.payload);
+        let ident = next_ip_ident(self.counters, self.next_ident);
+        if let Some(frame) = counted_frame(self.tx, self.counters, template.frame_len(segment.payload_len())) {
+            let header = segment.header;
+            template.write(frame, ident, segment, header.seq, header.flags, segment.payload);
+        }
         true
     }
 }

@@ -488,11 +488,11 @@ impl FrameSink for FlushingSink<'_> {
         tail: (&[u8], &[u8]),
         write_head: &mut dyn FnMut(&mut [u8]),
     ) -> bool {
-        let mut head = [0u8; MAX_GATHERED_HEAD];
-        if !self.device.gathers() || head_len > head.len() {
+        if !self.device.gathers() || head_len > MAX_GATHERED_HEAD {
             return crate::iface::copy_frame_with_tail(self, head_len, tail, write_head);
         }
         self.flush();
+        let mut head = [0u8; MAX_GATHERED_HEAD];
         write_head(&mut head[..head_len]);
         match self.device.send_gathered(&[&head[..head_len], tail.0, tail.1]) {
             Ok(sent) => sent,

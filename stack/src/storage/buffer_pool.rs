@@ -2,9 +2,10 @@
 //!
 //! A connection's send and receive rings need their storage only while they hold bytes. When a ring empties
 //! (the application read everything, the peer acknowledged everything) its storage comes back here — after
-//! a while on the list of recently emptied rings (`tcp/idle_rings.rs`) — and the next write takes it again. Without the pool, a connection that once moved data kept 2 × 256 KiB for life, and
-//! handing storage back to the allocator instead would zero (and page-fault) a fresh 256 KiB for every
-//! request of a ping-pong protocol. The pool is bounded: storage beyond its limit is freed.
+//! a while on the list of recently emptied rings (`tcp/idle_rings.rs`) — and the next write takes it again.
+//! Without the pool, a connection that once moved data kept 2 × 256 KiB for life, and handing storage back
+//! to the allocator instead would zero (and page-fault) a fresh 256 KiB for every request of a ping-pong
+//! protocol. The pool is bounded: storage beyond its limit is freed.
 
 /// Free ring storages, each exactly as long as the ring it came from.
 #[derive(Debug)]
