@@ -71,6 +71,10 @@ pub struct FaultConfig {
     pub duplicate: f64,
     /// Probability that a frame is held back so that it arrives after the frame sent after it.
     pub reorder: f64,
+    /// Probability that a frame skips `delay` and `jitter` (netem's `reorder`): it arrives ahead of the
+    /// delayed frames sent before it, by up to the whole delay. Deep reordering, where `reorder` swaps
+    /// neighbours.
+    pub skip_delay: f64,
     /// Probability that one random bit of the frame is flipped.
     pub corrupt: f64,
     /// Fixed one-way propagation delay.
@@ -91,6 +95,7 @@ impl Default for FaultConfig {
             loss: 0.0,
             duplicate: 0.0,
             reorder: 0.0,
+            skip_delay: 0.0,
             corrupt: 0.0,
             delay: Duration::ZERO,
             jitter: Duration::ZERO,

@@ -69,6 +69,8 @@ pub struct PipeStats {
     pub corrupted: u64,
     /// Frames held back to arrive after a later one (the `reorder` fault).
     pub reordered: u64,
+    /// Frames that went without the delay (the `skip_delay` fault).
+    pub skipped_delay: u64,
 }
 
 /// Constructor of linked [`PipeEnd`] pairs.
@@ -195,8 +197,9 @@ impl Direction {
         self.queue.insert(pos, InFlight { deliver_at, order, data });
     }
 
-    /// When a frame sent at `now` with `len` bytes finishes crossing the link (rate limit, delay, jitter).
-    fn schedule(&mut self, now: Duration, len: usize) -> Duration {
+    /// When a frame sent at `now` with `len` bytes finishes crossing the link (rate limit, delay and jitter
+    /// unless it `skips_delay`).
+    fn schedule(&mut self, now: Duration, len: usize, skips_delay: bool) -> Duration {
         let departs = match self.config.rate_bytes_per_sec {
             Some(rate) if rate > 0 => {
                 let nanos = (len as u128 * 1_000_000_000) / u128::from(rate);
@@ -207,6 +210,10 @@ impl Direction {
             }
             _ => now,
         };
+        if skips_delay {
+            self.stats.skipped_delay += 1;
+            return departs;
+        }
         let mut at = departs.saturating_add(self.config.delay);
         if !self.config.jitter.is_zero() {
             let offset = self.rng.duration_up_to(self.config.jitter.saturating_mul(2));
@@ -248,7 +255,8 @@ impl Direction {
             }
             self.stats.corrupted += 1;
         }
-        let deliver_at = self.schedule(now, data.len());
+        let skips_delay = self.rng.chance(self.config.skip_delay);
+        let deliver_at = self.schedule(now, data.len(), skips_delay);
         let duplicate = self.rng.chance(self.config.duplicate);
         let reorder = self.rng.chance(self.config.reorder);
         let copy = if duplicate { Some(self.buffer_from(&data)) } else { None };
@@ -571,6 +579,28 @@ mod tests {
         // Every held frame is overtaken by the next one, except perhaps the last frame sent.
         let held = a.stats().reordered as usize;
         assert!(held == inversions || held == inversions + 1, "{held} vs {inversions}");
+    }
+
+    /// Netem's `reorder`: a frame that skips the delay arrives at once, ahead of the delayed frames sent
+    /// before it.
+    #[test]
+    fn skipping_the_delay_overtakes_the_frames_sent_before() {
+        let faults = FaultConfig { delay: Duration::from_millis(10), skip_delay: 0.2, ..Default::default() };
+        let (mut a, mut b) = Pipe::pair(PipeConfig { a_to_b: faults, seed: 9, ..Default::default() });
+        for id in 0..100 {
+            a.set_now(Duration::from_micros(100 * u64::from(id)));
+            send(&mut a, [id]);
+        }
+        b.set_now(Duration::from_secs(1));
+        let got = recv_ids(&mut b);
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>(), "nothing lost or duplicated");
+        let skipped = a.stats().skipped_delay as usize;
+        assert!((5..40).contains(&skipped), "{skipped} of 100 skipped the delay");
+        // Each early frame was sent 100 µs after the one before and went 10 ms sooner: up to 100 frames ahead.
+        let overtaken = got.iter().enumerate().map(|(pos, &id)| (id as usize).saturating_sub(pos)).max();
+        assert!(overtaken > Some(50), "early frames overtook {overtaken:?} frames at most: {got:?}");
     }
 
     #[test]

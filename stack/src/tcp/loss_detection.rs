@@ -69,7 +69,7 @@ impl Connection {
         let sacked_segments =
             if self.sacked.is_empty() { 0 } else { self.sacked.sacked_bytes() / self.data_mss().max(1) };
         let recovering = self.cc.in_recovery();
-        self.rack_at = self.rack.detect_losses(now, self.rtt.srtt(), recovering, sacked_segments);
+        self.rack_at = self.rack.detect_losses(now, &self.rtt, recovering, sacked_segments);
         if self.rack.lost_bytes() > 0 && !recovering {
             let flight = self.snd_max.since(self.snd_una);
             if self.cc.enter_recovery(flight, self.snd_max, self.snd_una) {

@@ -9,6 +9,7 @@
 //! instant and contiguous merge, so a burst costs one entry and the steady state (nothing lost) looks at the
 //! first entry only. The log needs SACK: without it nothing above a hole is known to be delivered.
 
+use super::rtt::RttEstimator;
 use super::sack_scoreboard::Scoreboard;
 use super::seq::SeqNum;
 use crate::time::{Duration, Instant};
@@ -45,8 +46,8 @@ pub struct Rack {
     log: VecDeque<Sent>,
     /// RACK.xmit_ts and RACK.end_seq: the most recently sent bytes known to be delivered.
     newest_delivered: Option<(Instant, SeqNum)>,
-    /// RACK.rtt: the round trip of those bytes, in nanoseconds (taken on every ACK: see
-    /// [`Instant::nanos_since`]).
+    /// RACK.rtt: the round trip of the most recently sent bytes the latest ACK delivered, in nanoseconds
+    /// (see [`Instant::nanos_since`]). Not necessarily `newest_delivered`'s: see [`Rack::on_ack`].
     rtt: u64,
     /// The lowest round trip seen (RACK.min_RTT), in nanoseconds.
     min_rtt: Option<u64>,
@@ -60,6 +61,19 @@ pub struct Rack {
     dsack_round: Option<SeqNum>,
     /// Bytes marked lost and not yet retransmitted (they leave the pipe, RFC 6675 section 2).
     lost_bytes: usize,
+    /// The round trip of `newest_delivered`, in nanoseconds.
+    newest_rtt: u64,
+    /// The reordering measured (nanoseconds): the most by which a segment's round trip exceeded that of a
+    /// segment sent after it and delivered before it. See [`Rack::reo_wnd`].
+    reordering_extent: u64,
+}
+
+/// The most recently sent bytes one ACK delivered, and their round trip in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+struct NewestOfAck {
+    sent_at: Instant,
+    end: SeqNum,
+    rtt: u64,
 }
 
 /// `t1, s1` was sent after `t2, s2` (RFC 8985 section 6.2, RACK_sent_after): later, or at the same time
@@ -116,10 +130,26 @@ impl Rack {
     }
 
     /// An acknowledgment arrived at `now`: everything below `snd_una` and everything `sacked` holds is
-    /// delivered. RFC 8985 section 6.2 steps 1 to 3: remember the most recently sent delivered bytes and
-    /// their round trip, and whether delivery revealed reordering.
+    /// delivered. RFC 8985 section 6.2 steps 1 to 3: remember the most recently sent delivered bytes, the
+    /// round trip of the most recently sent bytes *this* ACK delivered, and whether delivery revealed
+    /// reordering.
+    ///
+    /// The two differ under deep reordering, and the difference matters: a segment that overtook the ones
+    /// sent before it stays the newest delivered, but its short round trip is not theirs. When the ACK for
+    /// those comes, RACK.rtt becomes their (longer) round trip, so the segments still missing between them
+    /// get as long to arrive as their neighbours took, instead of being declared lost a round trip early.
     #[link_section = ".text.hot.ustack"]
     pub fn on_ack(&mut self, now: Instant, snd_una: SeqNum, sacked: &Scoreboard) {
+        let mut newest_of_ack = None;
+        self.deliver_acked(now, snd_una, sacked, &mut newest_of_ack);
+        if let Some(NewestOfAck { rtt, .. }) = newest_of_ack {
+            self.rtt = rtt;
+        }
+    }
+
+    /// [`Rack::on_ack`]'s walk over the log, gathering the most recently sent bytes delivered in `newest`.
+    #[inline(always)]
+    fn deliver_acked(&mut self, now: Instant, snd_una: SeqNum, sacked: &Scoreboard, newest: &mut Option<NewestOfAck>) {
         while let Some(front) = self.log.front().copied() {
             if !front.end.gt(snd_una) {
                 self.log.pop_front();
@@ -127,7 +157,7 @@ impl Rack {
                     self.lost_bytes -= front.len();
                 }
                 if !front.sacked {
-                    self.delivered(now, &front);
+                    self.delivered(now, &front, newest);
                 }
                 continue;
             }
@@ -178,7 +208,7 @@ impl Rack {
                 }
                 self.log[i].sacked = true;
                 self.log[i].lost = false;
-                self.delivered(now, &e);
+                self.delivered(now, &e, newest);
             }
             i += 1;
         }
@@ -192,24 +222,28 @@ impl Rack {
         }
     }
 
-    /// RFC 8985 section 6.2 steps 2 and 3 for delivered bytes `e`.
-    fn delivered(&mut self, now: Instant, e: &Sent) {
+    /// RFC 8985 section 6.2 steps 2 and 3 for delivered bytes `e`; `newest` keeps the most recently sent
+    /// bytes of this ACK.
+    fn delivered(&mut self, now: Instant, e: &Sent, newest: &mut Option<NewestOfAck>) {
         let rtt = now.nanos_since(e.sent_at);
         if !e.retransmitted {
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
             // Step 3: delivered below the highest delivered sequence, never resent: the network reordered.
             if self.fack.is_some_and(|f| e.end.lt(f)) {
                 self.reordering_seen = true;
+                self.measure_reordering(rtt.saturating_sub(self.newest_rtt));
             }
         } else if self.min_rtt.is_some_and(|m| rtt < m) {
             // Step 2: an ACK for a retransmission sooner than any round trip is for the original: ambiguous.
             return;
         }
         self.fack = Some(self.fack.map_or(e.end, |f| f.max(e.end)));
-        let newer = self.newest_delivered.is_none_or(|(t, s)| sent_after(e.sent_at, e.end, t, s));
-        if newer {
+        if self.newest_delivered.is_none_or(|(t, s)| sent_after(e.sent_at, e.end, t, s)) {
             self.newest_delivered = Some((e.sent_at, e.end));
-            self.rtt = rtt;
+            self.newest_rtt = rtt;
+        }
+        if newest.is_none_or(|n| sent_after(e.sent_at, e.end, n.sent_at, n.end)) {
+            *newest = Some(NewestOfAck { sent_at: e.sent_at, end: e.end, rtt });
         }
     }
 
@@ -226,24 +260,47 @@ impl Rack {
         }
     }
 
-    /// A recovery ended: after 16 without a DSACK the reordering window returns to its base.
+    /// Bytes arrived `lateness` nanoseconds after the round trip of bytes sent after them: had the reordering
+    /// window been shorter, RACK would have declared them lost although they were only overtaken. The window
+    /// keeps the longest such lateness, for as long as a DSACK would keep it widened.
+    fn measure_reordering(&mut self, lateness: u64) {
+        if lateness > self.reordering_extent {
+            self.reordering_extent = lateness;
+            self.reo_wnd_persist = REO_WND_PERSIST;
+        }
+    }
+
+    /// A recovery ended: after 16 without a DSACK or a longer reordering the window returns to its base.
     pub fn on_recovery_end(&mut self) {
         self.reo_wnd_persist = self.reo_wnd_persist.saturating_sub(1);
         if self.reo_wnd_persist == 0 {
             self.reo_wnd_mult = 1;
+            self.reordering_extent = 0;
         }
     }
 
     /// RACK.reo_wnd (RFC 8985 section 6.2 step 4): none until reordering is seen, while recovering, or once
     /// as many segments were SACKed as three duplicate ACKs would count (so RACK is never slower than
     /// DupThresh); otherwise a quarter of the minimum RTT per step of the multiplier, at most SRTT.
-    fn reo_wnd(&self, srtt: Option<Duration>, recovering: bool, sacked_segments: usize) -> Duration {
+    ///
+    /// ustack also widens it to the reordering it measured ([`Rack::measure_reordering`]), up to the longest
+    /// round trip the RTT estimator expects (SRTT + 4·RTTVAR). The RFC's window grows by a quarter of min_RTT
+    /// per round trip with DSACKs, which adapts within a few round trips when min_RTT is near the path's usual
+    /// round trip. But the fastest round trip can be far below the usual one (frames that take a shorter path
+    /// or skip a queue: with netem's `reorder` and 1 ms of delay each way, min_RTT is some 30 µs), and then
+    /// the window needs hundreds of round trips to reach the reordering, each of them marking overtaken
+    /// segments lost and cutting the congestion window. Nor is SRTT a bound then: the early frames pull it
+    /// below the round trip of those they overtook.
+    fn reo_wnd(&self, rtt: &RttEstimator, recovering: bool, sacked_segments: usize) -> Duration {
         if !self.reordering_seen && (recovering || sacked_segments >= 3) {
             return Duration::ZERO;
         }
         let base = Duration::from_nanos(self.min_rtt.unwrap_or_default() / 4);
-        let wnd = base.saturating_mul(u32::from(self.reo_wnd_mult.max(1)));
-        srtt.map_or(wnd, |s| wnd.min(s))
+        let by_dsack = base.saturating_mul(u32::from(self.reo_wnd_mult.max(1)));
+        let by_dsack = rtt.srtt().map_or(by_dsack, |s| by_dsack.min(s));
+        let measured = Duration::from_nanos(self.reordering_extent);
+        let measured = rtt.longest_expected().map_or(measured, |l| measured.min(l));
+        by_dsack.max(measured)
     }
 
     /// RFC 8985 section 6.2 step 5: marks lost every byte sent before the newest delivered ones that has
@@ -252,7 +309,7 @@ impl Rack {
     pub fn detect_losses(
         &mut self,
         now: Instant,
-        srtt: Option<Duration>,
+        rtt: &RttEstimator,
         recovering: bool,
         sacked_segments: usize,
     ) -> Option<Instant> {
@@ -262,7 +319,7 @@ impl Rack {
         if !first.retransmitted && !sent_after(newest_at, newest_end, first.sent_at, first.end) {
             return None;
         }
-        let wait = Duration::from_nanos(self.rtt).saturating_add(self.reo_wnd(srtt, recovering, sacked_segments));
+        let wait = Duration::from_nanos(self.rtt).saturating_add(self.reo_wnd(rtt, recovering, sacked_segments));
         let mut due: Option<Instant> = None;
         for e in self.log.iter_mut() {
             if !sent_after(newest_at, newest_end, e.sent_at, e.end) {
@@ -330,6 +387,13 @@ mod tests {
         Instant::ZERO + Duration::from_millis(ms)
     }
 
+    /// An RTT estimator after one sample of `srtt_ms`: SRTT that, RTTVAR half of it.
+    fn estimator(srtt_ms: u64) -> RttEstimator {
+        let mut e = RttEstimator::default();
+        e.sample(Duration::from_millis(srtt_ms));
+        e
+    }
+
     fn sacked(blocks: &[(u32, u32)], una: u32) -> Scoreboard {
         let mut sb = Scoreboard::default();
         let blocks: Vec<_> = blocks.iter().map(|&(a, b)| (s(a), s(b))).collect();
@@ -366,10 +430,10 @@ mod tests {
         r.on_ack(at(100), s(0), &sacked(&[(1000, 2000)], 0));
         // RACK.rtt is segment 1's 99 ms. Reordering was never seen, but only one segment is SACKed: the window
         // is a quarter of the minimum RTT.
-        let due = r.detect_losses(at(100), Some(Duration::from_millis(100)), false, 1);
+        let due = r.detect_losses(at(100), &estimator(100), false, 1);
         assert_eq!(r.lost_bytes(), 0, "segment 0 was sent 1 ms before segment 1: not overdue yet");
         assert_eq!(due, Some(at(0) + Duration::from_millis(99) + Duration::from_millis(99) / 4));
-        assert_eq!(r.detect_losses(at(125), Some(Duration::from_millis(100)), false, 1), None);
+        assert_eq!(r.detect_losses(at(125), &estimator(100), false, 1), None);
         assert_eq!(r.lost_bytes(), 1000);
         assert_eq!(r.next_lost(s(0)), Some((s(0), s(1000))));
         assert_eq!(r.next_lost(s(1000)), None, "only bytes sent before the delivered segment can be lost");
@@ -379,7 +443,7 @@ mod tests {
     fn a_retransmission_clears_the_mark_and_can_be_lost_again() {
         let mut r = ten_segments();
         r.on_ack(at(100), s(0), &sacked(&[(1000, 2000)], 0));
-        r.detect_losses(at(200), None, true, 1);
+        r.detect_losses(at(200), &RttEstimator::default(), true, 1);
         assert_eq!(r.lost_bytes(), 1000);
         r.on_sent(s(0), s(500), at(200), true);
         assert_eq!(r.lost_bytes(), 500, "half retransmitted: the other half is still lost");
@@ -388,7 +452,7 @@ mod tests {
         // Later data is delivered; the retransmission is not, and in time it is lost again.
         r.on_sent(s(10_000), s(11_000), at(201), false);
         r.on_ack(at(301), s(0), &sacked(&[(1000, 2000), (10_000, 11_000)], 0));
-        r.detect_losses(at(400), None, true, 2);
+        r.detect_losses(at(400), &RttEstimator::default(), true, 2);
         assert_eq!(r.next_lost(s(0)), Some((s(0), s(500))), "a lost retransmission is found without a timeout");
     }
 
@@ -398,9 +462,9 @@ mod tests {
         r.on_ack(at(100), s(0), &sacked(&[(5000, 6000)], 0));
         r.on_ack(at(101), s(0), &sacked(&[(2000, 3000), (5000, 6000)], 0));
         assert!(r.reordering_seen, "segment 2 arrived after segment 5: reordering");
-        r.detect_losses(at(110), Some(Duration::from_millis(100)), false, 2);
+        r.detect_losses(at(110), &estimator(100), false, 2);
         assert_eq!(r.lost_bytes(), 0, "within RACK.rtt + min_rtt/4 of their sending");
-        r.detect_losses(at(130), Some(Duration::from_millis(100)), false, 2);
+        r.detect_losses(at(130), &estimator(100), false, 2);
         assert_eq!(r.lost_bytes(), 4 * 1000, "segments 0, 1, 3 and 4 are overdue; 2 and 5 were delivered");
     }
 
@@ -409,16 +473,58 @@ mod tests {
         let mut r = ten_segments();
         r.reordering_seen = true;
         r.min_rtt = Some(100_000_000);
-        assert_eq!(r.reo_wnd(Some(Duration::from_secs(1)), false, 0), Duration::from_millis(25));
+        assert_eq!(r.reo_wnd(&estimator(1000), false, 0), Duration::from_millis(25));
         r.on_dsack(s(0), s(10_000));
-        assert_eq!(r.reo_wnd(Some(Duration::from_secs(1)), false, 0), Duration::from_millis(50));
+        assert_eq!(r.reo_wnd(&estimator(1000), false, 0), Duration::from_millis(50));
         r.on_dsack(s(0), s(10_000));
         assert_eq!(r.reo_wnd_mult, 2, "once per round trip");
-        assert_eq!(r.reo_wnd(Some(Duration::from_millis(30)), false, 0), Duration::from_millis(30), "at most SRTT");
+        assert_eq!(r.reo_wnd(&estimator(30), false, 0), Duration::from_millis(30), "at most SRTT");
         for _ in 0..REO_WND_PERSIST {
             r.on_recovery_end();
         }
         assert_eq!(r.reo_wnd_mult, 1);
+    }
+
+    /// Segment 9 of ten overtakes the others: SACKed 10 ms after it was sent, where the rest take 100 ms.
+    /// Then the cumulative ACK for segment 0 arrives.
+    fn overtaken() -> Rack {
+        let mut r = ten_segments();
+        r.on_ack(at(19), s(0), &sacked(&[(9000, 10_000)], 0));
+        assert_eq!(r.rtt, 10_000_000);
+        r.on_ack(at(100), s(1000), &sacked(&[(9000, 10_000)], 1000));
+        r
+    }
+
+    /// RFC 8985 section 6.2 step 2: RACK.rtt is the round trip of the most recently sent bytes *the latest
+    /// ACK* delivered, while RACK.xmit_ts stays with the most recently sent bytes ever delivered. Kept from
+    /// segment 9, a 10 ms RACK.rtt would declare segments 1 to 8 lost 90 ms before their time.
+    #[test]
+    fn rack_rtt_comes_from_the_latest_ack_not_from_the_segment_that_overtook() {
+        let r = overtaken();
+        assert_eq!(r.rtt, 100_000_000, "segment 0's round trip");
+        assert_eq!(r.newest_delivered, Some((at(9), s(10_000))), "segment 9 is still the newest delivered");
+    }
+
+    /// Segment 0 arrived 90 ms after the round trip of segment 9, which overtook it: the reordering window
+    /// grows to that at once, where DSACKs would add a quarter of min_RTT (2.5 ms) per round trip — 36 round
+    /// trips to get there. Bounded by the longest round trip the estimator expects; forgotten as DSACK
+    /// widening is.
+    #[test]
+    fn measured_reordering_widens_the_window_at_once() {
+        let mut r = overtaken();
+        assert!(r.reordering_seen);
+        assert_eq!(r.reo_wnd(&estimator(100), false, 0), Duration::from_millis(90));
+        assert_eq!(r.reo_wnd(&estimator(20), false, 0), Duration::from_millis(60), "SRTT + 4 RTTVAR: 20 + 40");
+        // Segments 1 to 8 (sent at 1..8 ms) get RACK.rtt + 90 ms before they count as lost.
+        let rtt = estimator(100);
+        assert_eq!(r.detect_losses(at(120), &rtt, false, 1), Some(at(8) + Duration::from_millis(190)));
+        assert_eq!(r.lost_bytes(), 0, "only overtaken so far");
+        assert_eq!(r.detect_losses(at(200), &rtt, false, 1), None);
+        assert_eq!(r.lost_bytes(), 8 * 1000, "now overdue beyond the reordering ever seen");
+        for _ in 0..REO_WND_PERSIST {
+            r.on_recovery_end();
+        }
+        assert_eq!(r.reo_wnd(&rtt, false, 0), Duration::from_micros(2500), "back to min_RTT / 4");
     }
 
     /// A receiver SACKing every other byte cannot grow the log past its bound.
@@ -445,7 +551,7 @@ mod tests {
     fn acknowledged_bytes_leave_the_log_and_the_lost_count() {
         let mut r = ten_segments();
         r.on_ack(at(100), s(0), &sacked(&[(3000, 4000)], 0));
-        r.detect_losses(at(300), None, true, 1);
+        r.detect_losses(at(300), &RttEstimator::default(), true, 1);
         assert_eq!(r.lost_bytes(), 3000);
         r.on_ack(at(301), s(1500), &sacked(&[(3000, 4000)], 1500));
         assert_eq!(r.lost_bytes(), 1500, "one lost segment and half of another acknowledged");

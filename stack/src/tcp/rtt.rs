@@ -168,6 +168,13 @@ impl RttEstimator {
         self.sampled.then_some(self.srtt)
     }
 
+    /// SRTT + 4·RTTVAR, once there has been a sample: the longest a round trip is expected to take (the RTO of
+    /// RFC 6298 section 2.3 before its floor and back-off).
+    pub fn longest_expected(&self) -> Option<Duration> {
+        let spread = self.rttvar.saturating_mul(u64::from(K));
+        self.sampled.then(|| duration(self.srtt.saturating_add(spread)))
+    }
+
     /// RTTVAR; zero before the first sample.
     pub fn rttvar(&self) -> Duration {
         duration(self.rttvar)
