@@ -968,6 +968,21 @@ fn a_recovery_whose_retransmissions_are_all_dsacked_is_undone() {
     assert_eq!(c.counter("TcpExtTCPDSACKUndo"), 1);
 }
 
+/// The network duplicated segment 2, which was sent once: the DSACK for it says nothing about the
+/// retransmission of segment 0 and must not undo the recovery. The DSACK for segment 0 then does.
+#[test]
+fn a_dsack_for_a_segment_sent_once_does_not_undo_a_recovery() {
+    let (mut c, _, resent) = spurious_recovery();
+    let seg_start = |i: u32| 101 + i * 1448;
+    c.advance(1);
+    let clock = c.peer_clock();
+    c.send(seg(ACK).seq(1).ack(seg_start(4)).ts_val(clock, resent));
+    c.send(seg(ACK).seq(1).ack(seg_start(4)).ts_val(clock, resent).sack(&[(seg_start(2), seg_start(3))]));
+    assert_eq!(c.counter("TcpExtTCPDSACKUndo"), 0, "segment 2 was never resent");
+    c.send(seg(ACK).seq(1).ack(seg_start(4)).ts_val(clock, resent).sack(&[(seg_start(0), seg_start(1))]));
+    assert_eq!(c.counter("TcpExtTCPDSACKUndo"), 1);
+}
+
 /// RFC 9438 section 4.6: with CUBIC, the default as on Linux, a fast retransmit sets ssthresh to 0.7 of the
 /// flight; NewReno (`TCP_CONGESTION` 0) halves it (RFC 5681 equation 4). Seen on the wire through the window
 /// inflation of RFC 5681 section 3.2: one of ten segments is lost and the other nine draw duplicate ACKs, so cwnd

@@ -7,6 +7,7 @@ use super::congestion::{CongestionAlgorithm, CongestionControl};
 use super::idle_rings::Listed;
 use super::rack::Rack;
 use super::rcv_autotune::RcvAutotune;
+use super::resent::ResentBytes;
 use super::rtt::RttEstimator;
 use super::sack_scoreboard::Scoreboard;
 use super::seq::SeqNum;
@@ -255,12 +256,9 @@ pub struct Connection {
     /// The TSval of the first retransmission of the current recovery (Linux's `retrans_stamp`): an ACK echoing
     /// an older one was sent for an original segment, so the loss was spurious (RFC 3522, Eifel).
     pub retrans_stamp: Option<u32>,
-    /// Retransmissions of the current recovery not yet reported as duplicates by a DSACK (Linux's
-    /// `undo_retrans`): when all are, every one was spurious.
-    pub undo_retrans: u32,
-    /// SND.UNA when the current recovery began (Linux's `undo_marker`): only DSACKs at or above it can be for
-    /// its retransmissions.
-    pub undo_marker: SeqNum,
+    /// The bytes the current recovery resent that no DSACK has reported yet (what Linux counts in
+    /// `undo_retrans`): once every one is, every retransmission was spurious.
+    pub resent: ResentBytes,
 
     /// An ACK must go out now.
     pub ack_now: bool,

@@ -7,6 +7,7 @@ use super::congestion::CongestionControl;
 use super::connection::{ConnOptions, Connection, Negotiated, State, Timestamps};
 use super::idle_rings::Listed;
 use super::rcv_autotune::RcvAutotune;
+use super::resent::ResentBytes;
 use super::rtt::RttEstimator;
 use super::seq::SeqNum;
 use crate::storage::ring_buffer::{RingBuffer, PAGE};
@@ -183,8 +184,7 @@ impl Connection {
             tlp_retrans: false,
             pto_restart: false,
             retrans_stamp: None,
-            undo_retrans: 0,
-            undo_marker: iss,
+            resent: ResentBytes::default(),
             ack_now: false,
             probe_now: false,
             unacked_segments: 0,

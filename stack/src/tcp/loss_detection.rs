@@ -182,13 +182,14 @@ impl Connection {
         let mss = self.data_mss();
         let unsent = self.unsent();
         let by_flow = self.snd_wnd.saturating_sub(self.in_flight());
-        if unsent > 0 && by_flow >= unsent.min(mss) && self.state.can_send_data() {
+        let resent = if unsent > 0 && by_flow >= unsent.min(mss) && self.state.can_send_data() {
             let len = unsent.min(mss);
             let fin_here = self.fin_seq.is_some_and(|f| f == self.snd_nxt + len);
             self.emit_data(now, self.snd_nxt, len, fin_here, out, counters);
             self.snd_nxt += len + usize::from(fin_here);
             self.snd_max = self.snd_max.max(self.snd_nxt);
             self.tlp_retrans = false;
+            None
         } else {
             let Some((first, end)) = self.rack.last_sent() else { return false };
             let start = first.max(self.snd_una).max(end - mss.min(end.since(first)));
@@ -200,10 +201,15 @@ impl Connection {
             self.emit_data(now, start, end.since(start), fin, out, counters);
             counters.retrans_segs += 1;
             self.tlp_retrans = true;
-        }
+            Some((start, end))
+        };
         counters.loss_probes += 1;
-        // A DSACK of this probe must not complete the undo of an older recovery.
-        self.undo_retrans = 0;
+        // A DSACK of this probe must not complete the undo of an older recovery; a recovery starting before
+        // the probe is answered counts the probe as its own retransmission.
+        self.resent.clear();
+        if let Some((start, end)) = resent {
+            self.resent.on_resent(start, end);
+        }
         self.cc.forget_undo();
         self.tlp_end = Some(self.snd_max);
         self.arm_rto(now);
@@ -237,20 +243,22 @@ impl Connection {
 }
 
 impl Connection {
-    /// A fast recovery begins: nothing retransmitted in it yet, except a resent tail probe still unanswered,
-    /// which a DSACK must also clear before the recovery can be undone (Linux counts it the same way). The
-    /// probe's episode ends here: the recovery answers for its loss.
+    /// A fast recovery begins: nothing resent in it yet, except a resent tail probe still unanswered, which a
+    /// DSACK must also report before the recovery can be undone (Linux counts it the same way). The probe's
+    /// episode ends here: the recovery answers for its loss.
     pub(crate) fn on_recovery_start(&mut self) {
         self.retrans_stamp = None;
-        self.undo_retrans = u32::from(self.tlp_end.is_some() && self.tlp_retrans);
-        self.undo_marker = self.snd_una;
+        if !(self.tlp_end.is_some() && self.tlp_retrans) {
+            self.resent.clear();
+        }
         self.tlp_end = None;
     }
 
     /// Undoes the window reduction of a recovery that retransmitted only what had arrived after all (Linux's
     /// `tcp_try_undo_recovery` and `tcp_try_undo_dsack`): when the recovery ends with an ACK echoing a
     /// timestamp older than its first retransmission (RFC 3522 section 3.2: the ACK answers an original), or
-    /// when a DSACK has reported every retransmission as a duplicate (RFC 2883 section 5).
+    /// when DSACKs have reported every byte it resent as received twice (RFC 2883 section 5; see
+    /// [`super::resent`]). A DSACK may come after the recovery ended, as long as no other began.
     pub(crate) fn undo_if_spurious(
         &mut self,
         seg: &TcpHeader,
@@ -258,14 +266,10 @@ impl Connection {
         dsack: bool,
         counters: &mut TcpCounters,
     ) {
-        // Only a DSACK of bytes this recovery could have resent counts (Linux's undo_marker): not one for a
-        // duplicate of older data, nor from a peer that never agreed to SACK.
-        let dsack_of_recovery = self.negotiated.sack_ok
-            && dsack
-            && seg.options.sack_blocks().first().is_some_and(|&(start, _)| !start.lt(self.undo_marker));
-        if dsack_of_recovery && self.undo_retrans > 0 {
-            self.undo_retrans -= 1;
-            if self.undo_retrans == 0 && self.cc.undo() {
+        // Only from a peer that agreed to SACK.
+        let report = seg.options.sack_blocks().first().copied().filter(|_| dsack && self.negotiated.sack_ok);
+        if let Some((start, end)) = report {
+            if self.resent.on_reported_twice(start, end) && self.resent.all_reported() && self.cc.undo() {
                 counters.dsack_undos += 1;
             }
         }

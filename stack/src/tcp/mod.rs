@@ -20,6 +20,7 @@ pub mod ports;
 pub mod prr;
 pub mod rack;
 pub mod rcv_autotune;
+pub mod resent;
 pub mod rtt;
 pub mod sack_scoreboard;
 pub mod segment;

@@ -334,7 +334,7 @@ impl Connection {
         }
         if retransmission && self.cc.in_recovery() {
             self.retrans_stamp = self.retrans_stamp.or(Some(self.ts_now(now)));
-            self.undo_retrans = self.undo_retrans.saturating_add(1);
+            self.resent.on_resent(seq, (seq + len).min(self.snd_max));
         }
     }
 
