@@ -729,6 +729,13 @@ fn bulk_through_lossy_reordering_link() {
     let ofo = peer.counter("TcpExtTCPOFOQueue");
     let t = kernel_to_ustack(&peer, 5004, bytes, 0xb01c_0014);
     t.report("kernel -> ustack, impaired both ways");
+    // The namespace inherits the host's default: with BBR, which does not take loss for congestion, the
+    // kernel's time is no yardstick for ustack's CUBIC (with CUBIC the kernel took 20-30 s for 50 MB here).
+    let kernel_cc = peer.namespace().enter(|| std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control"));
+    println!(
+        "  the kernel sender's congestion control: {}",
+        kernel_cc.ok().and_then(Result::ok).unwrap_or_default().trim()
+    );
     println!("  ustack: {}", tcp_summary(&peer));
     t.check("kernel -> ustack, impaired", bytes, &dump());
     assert!(peer.counter("TcpExtTCPOFOQueue") > ofo, "ustack queued nothing out of order\n{}", dump());
