@@ -74,6 +74,12 @@ impl ResentBytes {
             let below = s.lt(start).then_some((s, start));
             let above = end.lt(e).then_some((end, e));
             match (below, above) {
+                // A report strictly inside a range splits it; a peer splitting ranges without end could
+                // grow the record, so past the bound the recovery can no longer be proven spurious.
+                (Some(_), Some(_)) if self.unreported.len() >= MAX_RANGES => {
+                    self.overflowed = true;
+                    i += 1;
+                }
                 (Some(b), Some(a)) => {
                     self.unreported[i] = b;
                     self.unreported.insert(i + 1, a);
@@ -182,5 +188,18 @@ mod tests {
         r.on_resent(s(0), s(1000));
         r.on_reported_twice(s(0), s(1000));
         assert!(r.all_reported(), "a new recovery starts afresh");
+    }
+
+    /// Reports that each cut a hole in the middle of a range cannot grow the record without bound either.
+    #[test]
+    fn splitting_reports_cannot_grow_the_record() {
+        let mut r = ResentBytes::default();
+        r.on_resent(s(0), s(1_000_000));
+        for i in 0..10_000u32 {
+            r.on_reported_twice(s(i * 10 + 1), s(i * 10 + 2));
+        }
+        assert!(r.unreported.len() <= MAX_RANGES, "{} ranges", r.unreported.len());
+        r.on_reported_twice(s(0), s(1_000_000));
+        assert!(!r.all_reported(), "gave up on a proof");
     }
 }
