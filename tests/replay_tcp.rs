@@ -573,8 +573,9 @@ fn fixture_20_nanosecond_sll_server_handshake() {
     assert_eq!(syn_ack.options.timestamps.map(|t| t.1), Some(1_131_021_154), "TSecr = the SYN's TSval");
     assert!(syn_ack.options.sack_permitted);
     assert_eq!(r.stack.getsockopt(fd, SockOpt::TcpMaxSeg), Ok(1348), "min(1360, 1460) - 12");
-    let row = r.stack.sockets_snapshot(r.now()).into_iter().find(|row| row.state == "ESTAB").unwrap();
-    let srtt = row.srtt.expect("an RTT sample from the handshake");
+    let info = r.stack.tcp_info(fd).expect("TCP_INFO of an established connection");
+    assert_eq!((info.state, info.send_mss), ("ESTAB", 1348));
+    let srtt = info.srtt.expect("an RTT sample from the handshake");
     assert!(srtt >= Duration::from_millis(127) && srtt <= Duration::from_millis(128), "{srtt:?}");
     r.assert_faithful();
 }

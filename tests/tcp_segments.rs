@@ -968,6 +968,43 @@ fn a_recovery_whose_retransmissions_are_all_dsacked_is_undone() {
     assert_eq!(c.counter("TcpExtTCPDSACKUndo"), 1);
 }
 
+/// TCP_INFO (`Stack::tcp_info`) through a recovery: what is in flight, SACKed and lost, the window cut and
+/// the loss state, and `ss -i`'s fields. A listener reports its state; a UDP socket has no TCP_INFO.
+#[test]
+fn tcp_info_follows_a_recovery() {
+    let mut c = Conversation::new();
+    let listener = c.listen(80, 128);
+    c.send(linux_syn());
+    c.expect_seg(SYN | ACK, 0, 1);
+    c.advance(20);
+    c.send(seg(ACK).seq(1).ack(1));
+    let fd = c.accept(listener);
+    let open = c.stack.tcp_info(fd).unwrap();
+    assert_eq!((open.state, open.ca_state, open.congestion, open.ssthresh), ("ESTAB", "open", "cubic", None));
+    assert_eq!(open.srtt, Some(ustack::Duration::from_millis(20)), "the handshake's round trip");
+    let seg_start = |i: u32| 1 + i * 1448;
+    c.write(fd, &app_bytes(4 * 1448));
+    for _ in 0..4 {
+        c.next_seg();
+    }
+    assert_eq!(c.stack.tcp_info(fd).unwrap().unacked, 4 * 1448);
+    c.advance(20);
+    c.send(seg(ACK).seq(1).ack(seg_start(0)).sack(&[(seg_start(1), seg_start(4))]));
+    c.expect_data(ACK, seg_start(0), 1, 1448);
+    let info = c.stack.tcp_info(fd).unwrap();
+    assert_eq!(info.ca_state, "recovery");
+    assert_eq!((info.unacked, info.sacked, info.lost), (4 * 1448, 3 * 1448, 0), "the lost segment was resent");
+    assert!(info.ssthresh.is_some_and(|t| t < open.cwnd) && info.cwnd < open.cwnd, "{info:?}");
+    let fields = info.to_ss_fields();
+    assert!(fields.starts_with("cubic rto:") && fields.contains(" mss:1448 cwnd:"), "{fields}");
+    assert!(fields.contains(" unacked:4 sacked:3 ") && fields.ends_with(" ca:recovery"), "{fields}");
+
+    assert_eq!(c.stack.tcp_info(listener).map(|i| (i.state, i.srtt)), Ok(("LISTEN", None)));
+    let udp = c.stack.socket(Domain::Inet, SockType::Dgram).unwrap();
+    assert_eq!(c.stack.tcp_info(udp), Err(Errno::ENOPROTOOPT));
+    assert_eq!(c.stack.tcp_info(Fd(9999)), Err(Errno::EBADF));
+}
+
 /// The network duplicated segment 2, which was sent once: the DSACK for it says nothing about the
 /// retransmission of segment 0 and must not undo the recovery. The DSACK for segment 0 then does.
 #[test]

@@ -1502,7 +1502,7 @@ impl<'c> World<'c> {
                 ("tcp", "TIME-WAIT") => time_wait += 1,
                 // Half-open entries of listeners (a connection in SYN-RECEIVED after a simultaneous open has
                 // a congestion window and counts with the connections).
-                ("tcp", "SYN-RECV") if r.cwnd.is_none() => {
+                ("tcp", "SYN-RECV") if r.tcp.is_none() => {
                     syn_recv += 1;
                     if let Some((_, left)) = r.timer {
                         assert!(left <= rto_cap, "invariant: SYN-RECV timer {left:?} over max_rto: {r:?}");

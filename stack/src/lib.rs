@@ -31,5 +31,6 @@ pub use errno::{Errno, SysResult};
 pub use iface::{FrameSink, Stack, StackConfig};
 pub use socket::{Domain, Fd, MsgFlags, Readiness, RecvMeta, Shutdown, SockOpt, SockType, SocketInfo};
 pub use tcp::congestion::CongestionAlgorithm;
+pub use tcp::info::TcpInfo;
 pub use tcp::layer::TcpMemory;
 pub use time::{Duration, Instant};

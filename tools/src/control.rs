@@ -239,9 +239,7 @@ mod tests {
             timer: None,
             fd: Some(3),
             syn_queue: Some(0),
-            cwnd: None,
-            srtt: None,
-            mss: None,
+            tcp: None,
         };
         let lines = ss_lines(&[row]);
         assert!(lines[0].starts_with("Netid State      Recv-Q Send-Q Local Address:Port    Peer Address:Port"));

@@ -3,6 +3,7 @@
 use super::driver::{NetStack, Wait};
 use crate::errno::Errno;
 use crate::socket::{Domain, Fd, MsgFlags, Readiness, Shutdown, SockOpt, SockType};
+use crate::tcp::info::TcpInfo;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -204,6 +205,11 @@ impl TcpStream {
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.net.call(Wait::Never, false, |s| s.getsockname(self.fd))
+    }
+
+    /// The connection's state and the sender's estimates (`getsockopt(TCP_INFO)`; see [`TcpInfo`]).
+    pub fn tcp_info(&self) -> io::Result<TcpInfo> {
+        self.net.call(Wait::Never, false, |s| s.tcp_info(self.fd))
     }
 
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {

@@ -4,6 +4,7 @@
 use super::{Domain, Fd, MsgFlags, Readiness, RecvMeta, Shutdown, SockOpt, SockType, Socket};
 use crate::errno::{Errno, SysResult};
 use crate::iface::Stack;
+use crate::tcp::info::TcpInfo;
 use crate::time::Duration;
 use std::net::SocketAddr;
 
@@ -146,6 +147,17 @@ impl Stack {
         match self.socket_proto(fd)? {
             Proto::Udp => self.udp_getsockopt(fd, opt),
             Proto::Tcp => self.tcp_getsockopt(fd, opt),
+        }
+    }
+
+    /// `getsockopt(fd, IPPROTO_TCP, TCP_INFO)`: the connection's state and the sender's estimates (see
+    /// [`TcpInfo`]). A TCP socket without a connection, unbound or listening, reports its state and nothing
+    /// measured, as on Linux; a UDP socket has no TCP options (ENOPROTOOPT).
+    pub fn tcp_info(&self, fd: Fd) -> SysResult<TcpInfo> {
+        match self.sockets.get(fd)? {
+            Socket::Tcp(_) => self.tcp_info_of(fd),
+            Socket::Udp(_) => Err(Errno::ENOPROTOOPT),
+            Socket::Epoll(_) => Err(Errno::ENOTSOCK),
         }
     }
 

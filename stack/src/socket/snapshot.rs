@@ -1,10 +1,12 @@
 //! A snapshot of every socket, as `ss -tuan` shows them: protocol, state, queues, addresses, the running
-//! timer, and for listeners the SYN and accept queue lengths — plus a few TCP_INFO-like fields.
+//! timer, and for listeners the SYN and accept queue lengths — and for connections what `ss -i` adds
+//! ([`TcpInfo`]).
 
 use super::tcp::TcpSocketKind;
 use super::Socket;
 use crate::iface::Stack;
 use crate::tcp::connection::{Connection, State};
+use crate::tcp::info::TcpInfo;
 use crate::time::{Duration, Instant};
 use std::net::{SocketAddr, SocketAddrV4};
 
@@ -28,10 +30,8 @@ pub struct SocketInfo {
     pub fd: Option<i32>,
     /// Listeners: half-open connections in the SYN queue.
     pub syn_queue: Option<usize>,
-    /// Connections: congestion window (bytes), smoothed RTT, send MSS.
-    pub cwnd: Option<usize>,
-    pub srtt: Option<Duration>,
-    pub mss: Option<usize>,
+    /// Connections (not CLOSED): the sender's state and estimates, as `ss -i` shows them.
+    pub tcp: Option<TcpInfo>,
 }
 
 fn v4(a: SocketAddrV4) -> SocketAddr {
@@ -70,9 +70,7 @@ impl Stack {
             timer: None,
             fd: None,
             syn_queue: None,
-            cwnd: None,
-            srtt: None,
-            mss: None,
+            tcp: None,
         };
         for (fd, sock) in self.sockets.iter() {
             match sock {
@@ -115,9 +113,7 @@ impl Stack {
             row.timer = connection_timer(c, now);
             row.fd = c.fd.map(|f| f.0);
             if c.state != State::Closed {
-                row.cwnd = Some(c.cc.cwnd());
-                row.srtt = c.rtt.srtt();
-                row.mss = Some(c.negotiated.send_mss);
+                row.tcp = Some(c.info());
             }
             rows.push(row);
         }
@@ -151,13 +147,47 @@ impl SocketInfo {
         if let Some(q) = self.syn_queue {
             line.push_str(&format!(" synq:{q} acceptq:{}/{}", self.recv_q, self.send_q));
         }
-        if let (Some(cwnd), Some(mss)) = (self.cwnd, self.mss) {
-            line.push_str(&format!(" mss:{mss} cwnd:{}", cwnd / mss.max(1)));
-            if let Some(rtt) = self.srtt {
-                line.push_str(&format!(" rtt:{:.3}", rtt.as_secs_f64() * 1000.0));
-            }
+        if let Some(info) = &self.tcp {
+            line.push(' ');
+            line.push_str(&info.to_ss_fields());
         }
         line
+    }
+}
+
+impl TcpInfo {
+    /// The fields `ss -i` prints, in its names and units: milliseconds, and windows in segments (the send
+    /// MSS) — `cubic rto:204 rtt:2.1/0.5 mss:1448 cwnd:10 ssthresh:7 unacked:3`. Counts that are zero are
+    /// left out, as `ss` does; `reo_wnd` (ustack's, in milliseconds) once RACK has seen reordering.
+    pub fn to_ss_fields(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let segs = |bytes: usize| bytes.div_ceil(self.send_mss.max(1));
+        let mut out = format!("{} rto:{:.0}", self.congestion, ms(self.rto));
+        if let Some(srtt) = self.srtt {
+            out.push_str(&format!(" rtt:{:.3}/{:.3}", ms(srtt), ms(self.rttvar)));
+        }
+        out.push_str(&format!(" mss:{} cwnd:{}", self.send_mss, self.cwnd / self.send_mss.max(1)));
+        if let Some(ssthresh) = self.ssthresh {
+            out.push_str(&format!(" ssthresh:{}", ssthresh / self.send_mss.max(1)));
+        }
+        for (name, bytes) in [("unacked", self.unacked), ("sacked", self.sacked), ("lost", self.lost)] {
+            if bytes > 0 {
+                out.push_str(&format!(" {name}:{}", segs(bytes)));
+            }
+        }
+        if self.timeouts > 0 {
+            out.push_str(&format!(" retrans:{}", self.timeouts));
+        }
+        if self.reordering_seen {
+            out.push_str(&format!(" reo_wnd:{:.3}", ms(self.reo_wnd)));
+        }
+        if let Some(min_rtt) = self.min_rtt {
+            out.push_str(&format!(" minrtt:{:.3}", ms(min_rtt)));
+        }
+        if self.ca_state != "open" {
+            out.push_str(&format!(" ca:{}", self.ca_state));
+        }
+        out
     }
 }
 

@@ -10,6 +10,7 @@ use crate::storage::slab::SlabKey;
 use crate::tcp::congestion::CongestionAlgorithm;
 use crate::tcp::connection::{Outcome, State};
 use crate::tcp::handshake::Buffers;
+use crate::tcp::info::TcpInfo;
 use crate::tcp::listener::Listener;
 use crate::tcp::ports::{Binding, Owner};
 use crate::time::{Duration, Instant};
@@ -577,6 +578,17 @@ impl Stack {
             }
         }
         Ok(())
+    }
+
+    /// [`Stack::tcp_info`] of a TCP socket.
+    pub(crate) fn tcp_info_of(&self, fd: Fd) -> SysResult<TcpInfo> {
+        if let Some(conn) = self.tcp_conn_key(fd)?.and_then(|k| self.tcp.conns.get(k)) {
+            return Ok(conn.info());
+        }
+        let sock = self.tcp_sock(fd)?;
+        let state = if matches!(sock.kind, TcpSocketKind::Listener(_)) { "LISTEN" } else { "CLOSE" };
+        let mss = sock.opts.user_mss.map_or(DEFAULT_MSS as usize, usize::from);
+        Ok(TcpInfo::unconnected(state, sock.opts.congestion, mss, self.tcp.config.initial_rto))
     }
 
     pub(crate) fn tcp_getsockopt(&mut self, fd: Fd, opt: SockOpt) -> SysResult<i32> {

@@ -10,6 +10,7 @@ pub mod connection;
 pub mod demux;
 pub mod handshake;
 pub mod idle_rings;
+pub mod info;
 pub mod input;
 pub mod isn;
 pub mod layer;

@@ -291,7 +291,7 @@ impl Rack {
     /// the window needs hundreds of round trips to reach the reordering, each of them marking overtaken
     /// segments lost and cutting the congestion window. Nor is SRTT a bound then: the early frames pull it
     /// below the round trip of those they overtook.
-    fn reo_wnd(&self, rtt: &RttEstimator, recovering: bool, sacked_segments: usize) -> Duration {
+    pub fn reo_wnd(&self, rtt: &RttEstimator, recovering: bool, sacked_segments: usize) -> Duration {
         if !self.reordering_seen && (recovering || sacked_segments >= 3) {
             return Duration::ZERO;
         }
@@ -349,6 +349,16 @@ impl Rack {
     /// The first bytes marked lost and not yet retransmitted, at or after `from`.
     pub fn next_lost(&self, from: SeqNum) -> Option<(SeqNum, SeqNum)> {
         self.log.iter().find(|e| e.lost && from.lt(e.end)).map(|e| (e.start.max(from), e.end))
+    }
+
+    /// RACK.min_RTT, once a round trip was measured.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt.map(Duration::from_nanos)
+    }
+
+    /// RACK.reordering_seen.
+    pub fn reordering_seen(&self) -> bool {
+        self.reordering_seen
     }
 
     /// Bytes marked lost and not yet retransmitted.
