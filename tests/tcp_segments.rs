@@ -788,7 +788,9 @@ fn sack_recovery_retransmits_only_the_holes() {
 
 /// An established connection whose smoothed RTT is 20 ms: the handshake and one segment each answered 20 ms
 /// later.
-fn established_with_rtt_20ms() -> (Conversation, Fd) {
+/// A connection accepted from a Linux-like SYN 20 ms before its ACK: the conversation, the listener and the
+/// connection.
+fn accepted_after_20ms() -> (Conversation, Fd, Fd) {
     let mut c = Conversation::new();
     let listener = c.listen(80, 128);
     c.send(linux_syn());
@@ -796,6 +798,11 @@ fn established_with_rtt_20ms() -> (Conversation, Fd) {
     c.advance(20);
     c.send(seg(ACK).seq(1).ack(1));
     let fd = c.accept(listener);
+    (c, listener, fd)
+}
+
+fn established_with_rtt_20ms() -> (Conversation, Fd) {
+    let (mut c, _, fd) = accepted_after_20ms();
     c.write(fd, &app_bytes(100));
     c.expect_data(ACK | PSH, 1, 1, 100);
     c.advance(20);
@@ -972,13 +979,7 @@ fn a_recovery_whose_retransmissions_are_all_dsacked_is_undone() {
 /// the loss state, and `ss -i`'s fields. A listener reports its state; a UDP socket has no TCP_INFO.
 #[test]
 fn tcp_info_follows_a_recovery() {
-    let mut c = Conversation::new();
-    let listener = c.listen(80, 128);
-    c.send(linux_syn());
-    c.expect_seg(SYN | ACK, 0, 1);
-    c.advance(20);
-    c.send(seg(ACK).seq(1).ack(1));
-    let fd = c.accept(listener);
+    let (mut c, listener, fd) = accepted_after_20ms();
     let open = c.stack.tcp_info(fd).unwrap();
     assert_eq!((open.state, open.ca_state, open.congestion, open.ssthresh), ("ESTAB", "open", "cubic", None));
     assert_eq!(open.srtt, Some(ustack::Duration::from_millis(20)), "the handshake's round trip");

@@ -432,6 +432,15 @@ mod tests {
         }
     }
 
+    /// What `end` receives, checked to hold each of the ids `0..n` exactly once (in any order).
+    fn each_id_once(end: &mut PipeEnd, n: u32) -> Vec<u32> {
+        let got = recv_ids(end);
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "nothing lost or duplicated");
+        got
+    }
+
     fn readable(fd: RawFd) -> bool {
         let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd, zero timeout.
@@ -570,10 +579,7 @@ mod tests {
             send(&mut a, [id]);
         }
         b.set_now(Duration::from_secs(1));
-        let got = recv_ids(&mut b);
-        let mut sorted = got.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, (0..100).collect::<Vec<_>>(), "nothing lost or duplicated");
+        let got = each_id_once(&mut b, 100);
         let inversions = got.windows(2).filter(|w| w[0] > w[1]).count();
         assert!(inversions > 5, "{got:?}");
         // Every held frame is overtaken by the next one, except perhaps the last frame sent.
@@ -592,10 +598,7 @@ mod tests {
             send(&mut a, [id]);
         }
         b.set_now(Duration::from_secs(1));
-        let got = recv_ids(&mut b);
-        let mut sorted = got.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, (0..100).collect::<Vec<_>>(), "nothing lost or duplicated");
+        let got = each_id_once(&mut b, 100);
         let skipped = a.stats().skipped_delay as usize;
         assert!((5..40).contains(&skipped), "{skipped} of 100 skipped the delay");
         // Each early frame was sent 100 µs after the one before and went 10 ms sooner: up to 100 frames ahead.
