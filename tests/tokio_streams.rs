@@ -51,6 +51,9 @@ async fn echo_many(conns: usize, bytes: usize) {
         let client = client.clone();
         clients.push(tokio::spawn(async move {
             let stream = TcpStream::connect(&client, addr).await.unwrap();
+            let info = stream.tcp_info().unwrap();
+            assert_eq!((info.state, info.ca_state), ("ESTAB", "open"), "connection {conn}");
+            assert!(info.srtt.is_some(), "connection {conn}: the handshake gave no RTT sample: {info:?}");
             let (mut rd, mut wr) = stream.into_split();
             let writer = tokio::spawn(async move {
                 let data: Vec<u8> = (0..bytes).map(|i| byte(conn, i)).collect();

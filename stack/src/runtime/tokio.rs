@@ -9,6 +9,7 @@
 use super::driver::NetStack;
 use crate::errno::Errno;
 use crate::socket::{Domain, Fd, MsgFlags, Readiness, Shutdown, SockOpt, SockType};
+use crate::tcp::info::TcpInfo;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
@@ -119,6 +120,11 @@ impl TcpStream {
 
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         self.inner.call(|s| s.setsockopt(self.inner.fd, SockOpt::TcpNoDelay, i32::from(nodelay)))
+    }
+
+    /// The connection's state and the sender's estimates (`getsockopt(TCP_INFO)`; see [`TcpInfo`]).
+    pub fn tcp_info(&self) -> io::Result<TcpInfo> {
+        self.inner.call(|s| s.tcp_info(self.inner.fd))
     }
 
     pub fn nodelay(&self) -> io::Result<bool> {
