@@ -235,6 +235,8 @@ impl Rack {
             }
         } else if self.min_rtt.is_some_and(|m| rtt < m) {
             // Step 2: an ACK for a retransmission sooner than any round trip is for the original: ambiguous.
+            // (The step's other test, an echoed timestamp older than the retransmission, is not made yet: its
+            // branch here upset the hot code's layout. BENCHMARKS.md, lead 6.)
             return;
         }
         self.fack = Some(self.fack.map_or(e.end, |f| f.max(e.end)));
