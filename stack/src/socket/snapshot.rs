@@ -157,7 +157,7 @@ impl SocketInfo {
 
 impl TcpInfo {
     /// The fields `ss -i` prints, in its names and units: milliseconds, and windows in segments (the send
-    /// MSS) — `cubic rto:204 rtt:2.1/0.5 mss:1448 cwnd:10 ssthresh:7 unacked:3`. Counts that are zero are
+    /// MSS) — `cubic rto:204 rtt:2.100/0.500 mss:1448 cwnd:10 ssthresh:7 unacked:3`. Counts that are zero are
     /// left out, as `ss` does; `reo_wnd` (ustack's, in milliseconds) once RACK has seen reordering.
     pub fn to_ss_fields(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
