@@ -90,7 +90,6 @@ impl Connection {
             "open"
         };
         let ssthresh = self.cc.ssthresh();
-        let sacked_segments = self.sacked.sacked_bytes() / self.data_mss().max(1);
         TcpInfo {
             state: self.state.name(),
             ca_state,
@@ -108,7 +107,7 @@ impl Connection {
             lost: self.rack.lost_bytes(),
             pipe: self.pipe(),
             reordering_seen: self.rack.reordering_seen(),
-            reo_wnd: self.rack.reo_wnd(&self.rtt, self.cc.in_recovery(), sacked_segments),
+            reo_wnd: self.rack.reo_wnd(&self.rtt, self.cc.in_recovery(), self.sacked_segments()),
             snd_wnd: self.snd_wnd,
             rcv_wnd: if self.rcv_nxt.lt(self.rcv_adv) { self.rcv_adv.since(self.rcv_nxt) } else { 0 },
         }

@@ -66,10 +66,8 @@ impl Connection {
     /// [`Connection::detect_losses`] with data in flight to look at.
     #[inline(never)] // off the per-segment path: see "Code placement" in docs/DESIGN.md
     fn detect_losses_in_flight(&mut self, now: Instant, counters: &mut TcpCounters) {
-        let sacked_segments =
-            if self.sacked.is_empty() { 0 } else { self.sacked.sacked_bytes() / self.data_mss().max(1) };
         let recovering = self.cc.in_recovery();
-        self.rack_at = self.rack.detect_losses(now, &self.rtt, recovering, sacked_segments);
+        self.rack_at = self.rack.detect_losses(now, &self.rtt, recovering, self.sacked_segments());
         if self.rack.lost_bytes() > 0 && !recovering {
             let flight = self.snd_max.since(self.snd_una);
             if self.cc.enter_recovery(flight, self.snd_max, self.snd_una) {
@@ -83,6 +81,16 @@ impl Connection {
                 self.recovery_rexmit_bytes = 0;
                 self.pto_at = None;
             }
+        }
+    }
+
+    /// Segments' worth of bytes the peer has SACKed (what three duplicate ACKs would count, for RACK's
+    /// reordering window).
+    pub(crate) fn sacked_segments(&self) -> usize {
+        if self.sacked.is_empty() {
+            0
+        } else {
+            self.sacked.sacked_bytes() / self.data_mss().max(1)
         }
     }
 

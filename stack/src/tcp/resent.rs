@@ -10,7 +10,7 @@
 //! undone that way, so a third of the losses went unanswered. So the bytes themselves are kept, and only a
 //! report of resent bytes counts.
 
-use super::seq::SeqNum;
+use super::seq::{merge_span, SeqNum};
 
 /// At most this many separate ranges are kept. A recovery that resends more scattered pieces than this can
 /// no longer be proven spurious by DSACKs (the timestamps still can: RFC 3522).
@@ -42,22 +42,12 @@ impl ResentBytes {
         }
         self.any = true;
         // Ranges that overlap or touch the new one merge into it.
-        let first = self.unreported.partition_point(|&(_, e)| e.lt(start));
-        let mut last = first;
-        let (mut lo, mut hi) = (start, end);
-        while let Some(&(s, e)) = self.unreported.get(last) {
-            if end.lt(s) {
-                break;
-            }
-            lo = lo.min(s);
-            hi = hi.max(e);
-            last += 1;
-        }
-        if first == last && self.unreported.len() >= MAX_RANGES {
+        let (span, union) = merge_span(&self.unreported, start, end);
+        if span.is_empty() && self.unreported.len() >= MAX_RANGES {
             self.overflowed = true;
             return;
         }
-        self.unreported.splice(first..last, [(lo, hi)]);
+        self.unreported.splice(span, [union]);
     }
 
     /// A DSACK reported `[start, end)` as received twice: those of the resent bytes are accounted for.

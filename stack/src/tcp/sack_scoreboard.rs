@@ -2,7 +2,7 @@
 //! "scoreboard"): SACKed ranges above SND.UNA, from which RACK learns what was delivered (`rack.rs`), and
 //! which a retransmission after a timeout skips.
 
-use super::seq::SeqNum;
+use super::seq::{merge_span, SeqNum};
 
 /// Ranges held at most, to bound the work a hostile peer's SACK blocks can cause. A flight of a thousand
 /// segments through random loss and reordering holds a hundred holes and more; a scoreboard that forgot
@@ -37,24 +37,16 @@ impl Scoreboard {
     }
 
     fn insert(&mut self, start: SeqNum, end: SeqNum) {
-        let mut start = start;
-        let mut end = end;
         // Merge with every range that overlaps or touches [start, end).
-        self.ranges.retain(|&(s, e)| {
-            let apart = e.lt(start) || end.lt(s);
-            if !apart {
-                start = start.min(s);
-                end = end.max(e);
-            }
-            apart
-        });
-        let at = self.ranges.partition_point(|&(s, _)| s.lt(start));
-        if self.ranges.len() >= MAX_RANGES {
+        let (span, union) = merge_span(&self.ranges, start, end);
+        if span.is_empty() && self.ranges.len() >= MAX_RANGES {
             // Keep the bookkeeping bounded: forget the highest range (it will be reported again).
             self.ranges.pop();
+            let at = span.start.min(self.ranges.len());
+            self.ranges.insert(at, union);
+            return;
         }
-        let at = at.min(self.ranges.len());
-        self.ranges.insert(at, (start, end));
+        self.ranges.splice(span, [union]);
     }
 
     /// SND.UNA moved to `snd_una`: forget what is now cumulatively acknowledged.

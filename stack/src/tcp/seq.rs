@@ -5,7 +5,7 @@
 //! difference, which is meaningful while they are less than 2^31 apart.
 
 use core::fmt;
-use core::ops::{Add, AddAssign, Sub};
+use core::ops::{Add, AddAssign, Range, Sub};
 
 /// A TCP sequence number.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -67,6 +67,22 @@ impl SeqNum {
     }
 }
 
+/// In `ranges` (sorted, disjoint, none touching), the ones `[start, end)` overlaps or touches, and its union
+/// with them: inserting `[start, end)` replaces those with the union (`Vec::splice`). An empty span is where
+/// a range apart from all the others goes.
+pub fn merge_span(ranges: &[(SeqNum, SeqNum)], start: SeqNum, end: SeqNum) -> (Range<usize>, (SeqNum, SeqNum)) {
+    let first = ranges.partition_point(|&(_, e)| e.lt(start));
+    let (mut last, mut union) = (first, (start, end));
+    while let Some(&(s, e)) = ranges.get(last) {
+        if end.lt(s) {
+            break;
+        }
+        union = (union.0.min(s), union.1.max(e));
+        last += 1;
+    }
+    (first..last, union)
+}
+
 impl Add<usize> for SeqNum {
     type Output = SeqNum;
     fn add(self, n: usize) -> SeqNum {
@@ -102,6 +118,17 @@ impl fmt::Display for SeqNum {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_span_takes_every_range_that_overlaps_or_touches() {
+        let s = SeqNum;
+        let ranges = [(s(100), s(200)), (s(300), s(400)), (s(500), s(600))];
+        assert_eq!(merge_span(&ranges, s(200), s(300)), (0..2, (s(100), s(400))), "touching both sides");
+        assert_eq!(merge_span(&ranges, s(350), s(550)), (1..3, (s(300), s(600))));
+        assert_eq!(merge_span(&ranges, s(410), s(490)), (2..2, (s(410), s(490))), "apart: where it goes");
+        assert_eq!(merge_span(&ranges, s(700), s(800)), (3..3, (s(700), s(800))));
+        assert_eq!(merge_span(&[], s(1), s(2)), (0..0, (s(1), s(2))));
+    }
 
     #[test]
     fn comparisons_wrap() {
