@@ -5,6 +5,7 @@
 //! Both need SACK; without it the connection keeps to duplicate ACKs, NewReno and the timer.
 
 use super::connection::Connection;
+use super::rack::Echo;
 use super::segment::SegmentOut;
 use super::seq::SeqNum;
 use crate::iface::counters::TcpCounters;
@@ -38,7 +39,8 @@ impl Connection {
         if !self.negotiated.sack_ok {
             return;
         }
-        self.rack.on_ack(now, self.snd_una, &self.sacked);
+        let echo = Echo::new(&seg.options.timestamps, &self.negotiated.ts);
+        self.rack.on_ack(now, self.snd_una, &self.sacked, echo);
         if dsack {
             self.rack.on_dsack(self.snd_una, self.snd_nxt);
         }

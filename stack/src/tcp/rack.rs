@@ -9,6 +9,7 @@
 //! instant and contiguous merge, so a burst costs one entry and the steady state (nothing lost) looks at the
 //! first entry only. The log needs SACK: without it nothing above a hole is known to be delivered.
 
+use super::connection::Timestamps;
 use super::rtt::RttEstimator;
 use super::sack_scoreboard::Scoreboard;
 use super::seq::SeqNum;
@@ -66,6 +67,35 @@ pub struct Rack {
     /// The reordering measured (nanoseconds): the most by which a segment's round trip exceeded that of a
     /// segment sent after it and delivered before it. See [`Rack::reo_wnd`].
     reordering_extent: u64,
+}
+
+/// Where an ACK's timestamp echo (RFC 7323's TSecr) can be read: the ACK's timestamp option and the
+/// connection's timestamp state. Only references, read only for resent bytes (RFC 8985 section 6.2 step 2
+/// asks which of their transmissions the ACK answers), so the common ACK pays nothing for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Echo<'a> {
+    option: &'a Option<(u32, u32)>,
+    negotiated: &'a Option<Timestamps>,
+}
+
+impl<'a> Echo<'a> {
+    /// The ACK's timestamp option (TSval, TSecr) on a connection with `negotiated` timestamps, if any.
+    pub fn new(option: &'a Option<(u32, u32)>, negotiated: &'a Option<Timestamps>) -> Echo<'a> {
+        Echo { option, negotiated }
+    }
+
+    /// No timestamps at all (for tests and connections without them).
+    pub const NONE: Echo<'static> = Echo { option: &None, negotiated: &None };
+
+    /// The echoed timestamp was taken before the millisecond of `sent_at`: it belongs to an earlier
+    /// transmission. Our timestamps are [`Instant::as_millis`] plus the connection's offset; the comparison is
+    /// modulo 2^32 ms (RFC 7323 section 5.2). A zero echo counts as none, as for RTT samples (Linux's rule
+    /// too: zero is what a peer with nothing to echo sends).
+    fn is_older_than(self, sent_at: Instant) -> bool {
+        let (Some((_, tsecr)), Some(ts)) = (*self.option, self.negotiated) else { return false };
+        let sent = (sent_at.as_millis() as u32).wrapping_add(ts.offset);
+        tsecr != 0 && (tsecr.wrapping_sub(sent) as i32) < 0
+    }
 }
 
 /// The most recently sent bytes one ACK delivered, and their round trip in nanoseconds.
@@ -138,10 +168,12 @@ impl Rack {
     /// sent before it stays the newest delivered, but its short round trip is not theirs. When the ACK for
     /// those comes, RACK.rtt becomes their (longer) round trip, so the segments still missing between them
     /// get as long to arrive as their neighbours took, instead of being declared lost a round trip early.
+    ///
+    /// `echo` tells, for resent bytes, which transmission the ACK answers ([`Echo`]).
     #[link_section = ".text.hot.ustack"]
-    pub fn on_ack(&mut self, now: Instant, snd_una: SeqNum, sacked: &Scoreboard) {
+    pub fn on_ack(&mut self, now: Instant, snd_una: SeqNum, sacked: &Scoreboard, echo: Echo<'_>) {
         let mut newest_of_ack = None;
-        self.deliver_acked(now, snd_una, sacked, &mut newest_of_ack);
+        self.deliver_acked(now, snd_una, sacked, echo, &mut newest_of_ack);
         if let Some(NewestOfAck { rtt, .. }) = newest_of_ack {
             self.rtt = rtt;
         }
@@ -149,7 +181,14 @@ impl Rack {
 
     /// [`Rack::on_ack`]'s walk over the log, gathering the most recently sent bytes delivered in `newest`.
     #[inline(always)]
-    fn deliver_acked(&mut self, now: Instant, snd_una: SeqNum, sacked: &Scoreboard, newest: &mut Option<NewestOfAck>) {
+    fn deliver_acked(
+        &mut self,
+        now: Instant,
+        snd_una: SeqNum,
+        sacked: &Scoreboard,
+        echo: Echo<'_>,
+        newest: &mut Option<NewestOfAck>,
+    ) {
         while let Some(front) = self.log.front().copied() {
             if !front.end.gt(snd_una) {
                 self.log.pop_front();
@@ -157,7 +196,7 @@ impl Rack {
                     self.lost_bytes -= front.len();
                 }
                 if !front.sacked {
-                    self.delivered(now, &front, newest);
+                    self.delivered(now, &front, echo, newest);
                 }
                 continue;
             }
@@ -208,7 +247,7 @@ impl Rack {
                 }
                 self.log[i].sacked = true;
                 self.log[i].lost = false;
-                self.delivered(now, &e, newest);
+                self.delivered(now, &e, echo, newest);
             }
             i += 1;
         }
@@ -224,7 +263,8 @@ impl Rack {
 
     /// RFC 8985 section 6.2 steps 2 and 3 for delivered bytes `e`; `newest` keeps the most recently sent
     /// bytes of this ACK.
-    fn delivered(&mut self, now: Instant, e: &Sent, newest: &mut Option<NewestOfAck>) {
+    #[inline(always)] // on the per-segment path, as it was before the echo joined its arguments
+    fn delivered(&mut self, now: Instant, e: &Sent, echo: Echo<'_>, newest: &mut Option<NewestOfAck>) {
         let rtt = now.nanos_since(e.sent_at);
         if !e.retransmitted {
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
@@ -233,10 +273,7 @@ impl Rack {
                 self.reordering_seen = true;
                 self.measure_reordering(rtt.saturating_sub(self.newest_rtt));
             }
-        } else if self.min_rtt.is_some_and(|m| rtt < m) {
-            // Step 2: an ACK for a retransmission sooner than any round trip is for the original: ambiguous.
-            // (The step's other test, an echoed timestamp older than the retransmission, is not made yet: its
-            // branch here upset the hot code's layout. BENCHMARKS.md, lead 6.)
+        } else if !self.answers_retransmission(rtt, e.sent_at, echo) {
             return;
         }
         self.fack = Some(self.fack.map_or(e.end, |f| f.max(e.end)));
@@ -247,6 +284,25 @@ impl Rack {
         if newest.is_none_or(|n| sent_after(e.sent_at, e.end, n.sent_at, n.end)) {
             *newest = Some(NewestOfAck { sent_at: e.sent_at, end: e.end, rtt });
         }
+    }
+
+    /// RFC 8985 section 6.2 step 2: whether the delivery of resent bytes, `rtt` after their last
+    /// transmission at `resent_at`, may be taken as that transmission's. Not when the ACK echoes a timestamp
+    /// older than the retransmission (a late original got through), nor when it came sooner than any round
+    /// trip could (it answers an earlier transmission; this is the only test without timestamps).
+    ///
+    /// Without the first test a late original's ACK counted as a retransmission's delivery of a few
+    /// microseconds, and everything sent before the retransmission then looked as late as the original.
+    ///
+    /// A SACK of resent bytes echoes the timestamp of the last segment that arrived in order (RFC 7323 section
+    /// 4.3), older than the retransmission, so it never moves RACK on: only a cumulative ACK does. That is
+    /// the RFC's rule, and the cautious side: RACK then learns of later transmissions from new data.
+    #[inline(never)] // only for resent bytes, off the per-segment path: see "Code placement" in docs/DESIGN.md
+    fn answers_retransmission(&self, rtt: u64, resent_at: Instant, echo: Echo<'_>) -> bool {
+        if echo.is_older_than(resent_at) {
+            return false;
+        }
+        self.min_rtt.is_none_or(|m| rtt >= m)
     }
 
     /// A DSACK arrived (RFC 8985 section 6.2 step 4): a retransmission was spurious, so the reordering
@@ -429,7 +485,7 @@ mod tests {
             r.on_sent(s(i * 1000), s(i * 1000 + 1000), at(5), false);
         }
         assert_eq!(r.entries(), 1);
-        r.on_ack(at(105), s(40_000), &Scoreboard::default());
+        r.on_ack(at(105), s(40_000), &Scoreboard::default(), Echo::NONE);
         assert_eq!(r.entries(), 0);
         assert_eq!(r.rtt, 100_000_000, "100 ms");
     }
@@ -439,7 +495,7 @@ mod tests {
     #[test]
     fn a_segment_is_lost_when_a_later_one_is_delivered_and_its_time_is_up() {
         let mut r = ten_segments();
-        r.on_ack(at(100), s(0), &sacked(&[(1000, 2000)], 0));
+        r.on_ack(at(100), s(0), &sacked(&[(1000, 2000)], 0), Echo::NONE);
         // RACK.rtt is segment 1's 99 ms. Reordering was never seen, but only one segment is SACKed: the window
         // is a quarter of the minimum RTT.
         let due = r.detect_losses(at(100), &estimator(100), false, 1);
@@ -454,7 +510,7 @@ mod tests {
     #[test]
     fn a_retransmission_clears_the_mark_and_can_be_lost_again() {
         let mut r = ten_segments();
-        r.on_ack(at(100), s(0), &sacked(&[(1000, 2000)], 0));
+        r.on_ack(at(100), s(0), &sacked(&[(1000, 2000)], 0), Echo::NONE);
         r.detect_losses(at(200), &RttEstimator::default(), true, 1);
         assert_eq!(r.lost_bytes(), 1000);
         r.on_sent(s(0), s(500), at(200), true);
@@ -463,7 +519,7 @@ mod tests {
         assert_eq!(r.lost_bytes(), 0);
         // Later data is delivered; the retransmission is not, and in time it is lost again.
         r.on_sent(s(10_000), s(11_000), at(201), false);
-        r.on_ack(at(301), s(0), &sacked(&[(1000, 2000), (10_000, 11_000)], 0));
+        r.on_ack(at(301), s(0), &sacked(&[(1000, 2000), (10_000, 11_000)], 0), Echo::NONE);
         r.detect_losses(at(400), &RttEstimator::default(), true, 2);
         assert_eq!(r.next_lost(s(0)), Some((s(0), s(500))), "a lost retransmission is found without a timeout");
     }
@@ -471,8 +527,8 @@ mod tests {
     #[test]
     fn reordering_seen_widens_nothing_below_the_min_rtt_quarter() {
         let mut r = ten_segments();
-        r.on_ack(at(100), s(0), &sacked(&[(5000, 6000)], 0));
-        r.on_ack(at(101), s(0), &sacked(&[(2000, 3000), (5000, 6000)], 0));
+        r.on_ack(at(100), s(0), &sacked(&[(5000, 6000)], 0), Echo::NONE);
+        r.on_ack(at(101), s(0), &sacked(&[(2000, 3000), (5000, 6000)], 0), Echo::NONE);
         assert!(r.reordering_seen, "segment 2 arrived after segment 5: reordering");
         r.detect_losses(at(110), &estimator(100), false, 2);
         assert_eq!(r.lost_bytes(), 0, "within RACK.rtt + min_rtt/4 of their sending");
@@ -501,9 +557,9 @@ mod tests {
     /// Then the cumulative ACK for segment 0 arrives.
     fn overtaken() -> Rack {
         let mut r = ten_segments();
-        r.on_ack(at(19), s(0), &sacked(&[(9000, 10_000)], 0));
+        r.on_ack(at(19), s(0), &sacked(&[(9000, 10_000)], 0), Echo::NONE);
         assert_eq!(r.rtt, 10_000_000);
-        r.on_ack(at(100), s(1000), &sacked(&[(9000, 10_000)], 1000));
+        r.on_ack(at(100), s(1000), &sacked(&[(9000, 10_000)], 1000), Echo::NONE);
         r
     }
 
@@ -515,6 +571,40 @@ mod tests {
         let r = overtaken();
         assert_eq!(r.rtt, 100_000_000, "segment 0's round trip");
         assert_eq!(r.newest_delivered, Some((at(9), s(10_000))), "segment 9 is still the newest delivered");
+    }
+
+    /// Segment 1 is resent at 150 ms, then the cumulative ACK for all ten arrives 15 ms later (min_RTT is 10
+    /// ms: the round trip test alone would take it). Which transmission it answers is in its echo.
+    fn resent_then_acked(echoed_ms: u32) -> Rack {
+        let offset = 7_000;
+        let ts = Some(Timestamps { recent: 1, recent_at: at(0), offset });
+        let mut r = overtaken();
+        r.on_sent(s(1000), s(2000), at(150), true);
+        assert!(r.min_rtt.is_some_and(|m| m <= 10_000_000));
+        let option = Some((1, echoed_ms.wrapping_add(offset)));
+        r.on_ack(at(165), s(10_000), &Scoreboard::default(), Echo::new(&option, &ts));
+        r
+    }
+
+    /// RFC 8985 section 6.2 step 2: an ACK echoing the timestamp of the original transmission (sent at 1
+    /// ms) answers the original, late, not the retransmission: RACK must not take the retransmission's 15 ms
+    /// as a round trip, nor its send time as the newest delivered. Echoing the retransmission's timestamp,
+    /// it does.
+    #[test]
+    fn an_echo_older_than_the_retransmission_is_the_original_delivered() {
+        let late_original = resent_then_acked(1);
+        assert_eq!(late_original.newest_delivered, Some((at(9), s(10_000))));
+        assert_eq!(late_original.rtt, 157_000_000, "segment 8's, the newest this ACK delivered that RACK can time");
+        let retransmission = resent_then_acked(150);
+        assert_eq!(retransmission.newest_delivered, Some((at(150), s(2000))));
+        assert_eq!(retransmission.rtt, 15_000_000);
+        let no_echo = Some((1, 0));
+        let ts = Some(Timestamps { recent: 1, recent_at: at(0), offset: 0 });
+        assert!(!Echo::new(&no_echo, &ts).is_older_than(at(150)), "a zero echo is none");
+        assert!(!Echo::NONE.is_older_than(at(150)));
+        // Modulo 2^32 ms: an echo just before the clock wrapped is older than a send just after.
+        let before_wrap = Some((1, u32::MAX));
+        assert!(Echo::new(&before_wrap, &ts).is_older_than(at(1)));
     }
 
     /// Segment 0 arrived 90 ms after the round trip of segment 9, which overtook it: the reordering window
@@ -551,10 +641,10 @@ mod tests {
                     (b, b + 1)
                 })
                 .collect();
-            r.on_ack(at(1), s(0), &sacked(&blocks, 0));
+            r.on_ack(at(1), s(0), &sacked(&blocks, 0), Echo::NONE);
         }
         for i in 0..10_000u32 {
-            r.on_ack(at(2), s(0), &sacked(&[(i * 4 + 1, i * 4 + 2)], 0));
+            r.on_ack(at(2), s(0), &sacked(&[(i * 4 + 1, i * 4 + 2)], 0), Echo::NONE);
         }
         assert!(r.entries() <= MAX_ENTRIES + 1, "{} entries", r.entries());
     }
@@ -562,12 +652,12 @@ mod tests {
     #[test]
     fn acknowledged_bytes_leave_the_log_and_the_lost_count() {
         let mut r = ten_segments();
-        r.on_ack(at(100), s(0), &sacked(&[(3000, 4000)], 0));
+        r.on_ack(at(100), s(0), &sacked(&[(3000, 4000)], 0), Echo::NONE);
         r.detect_losses(at(300), &RttEstimator::default(), true, 1);
         assert_eq!(r.lost_bytes(), 3000);
-        r.on_ack(at(301), s(1500), &sacked(&[(3000, 4000)], 1500));
+        r.on_ack(at(301), s(1500), &sacked(&[(3000, 4000)], 1500), Echo::NONE);
         assert_eq!(r.lost_bytes(), 1500, "one lost segment and half of another acknowledged");
-        r.on_ack(at(302), s(10_000), &Scoreboard::default());
+        r.on_ack(at(302), s(10_000), &Scoreboard::default(), Echo::NONE);
         assert_eq!((r.lost_bytes(), r.entries()), (0, 0));
         r.on_timeout();
         assert_eq!(r.lost_bytes(), 0);
