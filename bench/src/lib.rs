@@ -170,6 +170,7 @@ pub fn main(entry: Entry) {
         mem::solo(w, Duration::from_secs_f64(args.seconds));
         return;
     }
+    remove_namespaces_on_interrupt();
     let mut plan = if args.quick { Plan::quick() } else { Plan::full() };
     if let Some(r) = args.reps {
         plan.reps = r.max(1);
@@ -225,6 +226,19 @@ pub fn main(entry: Entry) {
     if report.failures > 0 {
         eprintln!("{} measurement(s) failed (see the notes above); timings are never failures", report.failures);
         std::process::exit(1);
+    }
+}
+
+/// On Ctrl-C or SIGTERM, removes the namespaces of scenarios 3 and 4 (and the TAP devices and veth pairs in
+/// them) and exits with 130, as a shell reports SIGINT: dying on the signal would run no destructor.
+fn remove_namespaces_on_interrupt() {
+    let installed = ctrlc::set_handler(|| {
+        let removed = ustack_netdev::namespace::remove_all();
+        eprintln!("\ninterrupted: removed {removed} namespace(s) of this run");
+        std::process::exit(130);
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: no Ctrl-C handler ({e}): an interrupted run may leave namespaces behind");
     }
 }
 

@@ -4,8 +4,40 @@
 use std::io;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The namespaces this process holds, for [`remove_all`]: a process stopped by a signal runs no destructor.
+static LIVE: Mutex<Live> = Mutex::new(Live { names: Vec::new(), closed: false });
+
+struct Live {
+    names: Vec<String>,
+    /// Set by [`remove_all`]: no namespace may be created after it.
+    closed: bool,
+}
+
+fn live() -> MutexGuard<'static, Live> {
+    // The list stays consistent whatever panicked while holding it (each step is one push or one removal).
+    LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes every namespace this process holds and refuses to create more: for a signal handler that is
+/// about to end the process (Ctrl-C in the middle of a benchmark would otherwise leave its namespaces, and
+/// the TAP devices and veth pairs in them, behind). Returns how many it removed.
+pub fn remove_all() -> usize {
+    let mut live = live();
+    live.closed = true;
+    let names = std::mem::take(&mut live.names);
+    for name in &names {
+        delete(name);
+    }
+    names.len()
+}
+
+fn delete(name: &str) {
+    let _ = Command::new("ip").args(["netns", "del", name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
 
 /// True when this process runs as root (needed for namespaces, TAP devices and packet sockets).
 pub fn is_root() -> bool {
@@ -20,7 +52,7 @@ pub fn kernel_peer_available() -> bool {
         && Command::new("ip").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
-/// A named network namespace owned by this value.
+/// A named network namespace owned by this value (and listed for [`remove_all`] while it lives).
 #[derive(Debug)]
 pub struct Namespace {
     name: String,
@@ -32,7 +64,15 @@ impl Namespace {
     pub fn create(prefix: &str) -> io::Result<Namespace> {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("{prefix}-{}-{n}", std::process::id());
-        run_checked(Command::new("ip").args(["netns", "add", &name]))?;
+        {
+            // Held across the creation, so that `remove_all` sees every namespace or forbids it.
+            let mut live = live();
+            if live.closed {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "the process is removing its namespaces"));
+            }
+            run_checked(Command::new("ip").args(["netns", "add", &name]))?;
+            live.names.push(name.clone());
+        }
         let ns = Namespace { name };
         ns.run("ip", &["link", "set", "lo", "up"])?;
         Ok(ns)
@@ -94,8 +134,8 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        let _ =
-            Command::new("ip").args(["netns", "del", &self.name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        live().names.retain(|n| *n != self.name);
+        delete(&self.name);
     }
 }
 
