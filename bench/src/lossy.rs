@@ -50,12 +50,19 @@ struct Transfer {
 
 /// One transfer of `bytes` from A to B. A transfer the deadline cuts short still counts, with the goodput of
 /// what arrived: a stack that cannot finish on this link is a result, not a failure of the benchmark.
-fn transfer<N: Node>(a: N, b: N, faults: &FaultConfig, seed: u64, bytes: u64) -> Result<Transfer, String> {
+fn transfer<N: Node>(
+    a: N,
+    b: N,
+    opts: ConnOpts,
+    faults: &FaultConfig,
+    seed: u64,
+    bytes: u64,
+) -> Result<Transfer, String> {
     let wall = std::time::Instant::now();
     let config = PipeConfig::symmetric(1500, faults.clone(), seed);
     let mut link = PipeLink::new(a, b, config, Duration::from_secs(3600));
     let server = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 5001);
-    let (c, s) = open_one(&mut link, server, ConnOpts::bulk());
+    let (c, s) = open_one(&mut link, server, opts);
     let data = vec![0x33_u8; 64 * 1024];
     let mut buf = vec![0_u8; 64 * 1024];
     let start = link.clock();
@@ -86,31 +93,43 @@ fn transfer<N: Node>(a: N, b: N, faults: &FaultConfig, seed: u64, bytes: u64) ->
     Ok(Transfer { mbps, wall: wall.elapsed().as_secs_f64(), lost, finished: received >= bytes })
 }
 
+/// The implementations compared: ustack, smoltcp as built by default (no congestion control) and, with the
+/// `smoltcp-cubic` feature, smoltcp with its CUBIC.
+#[cfg(feature = "smoltcp-cubic")]
+const IMPLEMENTATIONS: &[&str] = &["ustack", "smoltcp", "smoltcp (CUBIC)"];
+#[cfg(not(feature = "smoltcp-cubic"))]
+const IMPLEMENTATIONS: &[&str] = &["ustack", "smoltcp"];
+
+/// One transfer by implementation `imp` (an index into [`IMPLEMENTATIONS`]).
+fn transfer_by(imp: usize, faults: &FaultConfig, seed: u64, bytes: u64) -> Result<Transfer, String> {
+    let smol = |cubic| {
+        let opts = ConnOpts { smol_cubic: cubic, ..ConnOpts::bulk() };
+        let a = SmolNode::new(MAC_A, [198, 18, 0, 1], 24, 1500, seed);
+        let b = SmolNode::new(MAC_B, [198, 18, 0, 2], 24, 1500, seed + 1);
+        transfer(a, b, opts, faults, seed, bytes)
+    };
+    match imp {
+        0 => {
+            let a = UstackNode::new(MAC_A, "198.18.0.1/24", 1500, 64);
+            let b = UstackNode::new(MAC_B, "198.18.0.2/24", 1500, 64);
+            transfer(a, b, ConnOpts::bulk(), faults, seed, bytes)
+        }
+        1 => smol(false),
+        _ => smol(true),
+    }
+}
+
 pub fn scenario(plan: &Plan, report: &mut Report) {
     for (case, faults) in cases() {
         println!("[2] lossy link: {case}");
         let mut good = Row::new("2 lossy link (virtual time)", &case, "goodput", "Mbit/s", true);
         let mut cost = Row::new("2 lossy link (virtual time)", &case, "simulation wall time", "s", false);
-        let mut unfinished = [0; 2];
+        let mut unfinished = vec![0; IMPLEMENTATIONS.len()];
         for rep in 0..plan.lossy_seeds {
             let seed = 1000 + rep as u64;
-            let u = transfer(
-                UstackNode::new(MAC_A, "198.18.0.1/24", 1500, 64),
-                UstackNode::new(MAC_B, "198.18.0.2/24", 1500, 64),
-                &faults,
-                seed,
-                plan.lossy_bytes,
-            );
-            let s = transfer(
-                SmolNode::new(MAC_A, [198, 18, 0, 1], 24, 1500, seed),
-                SmolNode::new(MAC_B, [198, 18, 0, 2], 24, 1500, seed + 1),
-                &faults,
-                seed,
-                plan.lossy_bytes,
-            );
             let mut line = format!("    seed {seed}:");
-            for (i, (imp, r)) in [("ustack", u), ("smoltcp", s)].into_iter().enumerate() {
-                match r {
+            for (i, &imp) in IMPLEMENTATIONS.iter().enumerate() {
+                match transfer_by(i, &faults, seed, plan.lossy_bytes) {
                     Ok(t) => {
                         good.series(imp).samples.push(t.mbps);
                         cost.series(imp).samples.push(t.wall);
@@ -129,8 +148,12 @@ pub fn scenario(plan: &Plan, report: &mut Report) {
             }
             println!("{line}");
         }
-        good.series("smoltcp").note = "no congestion control (built without reno/cubic)".into();
-        for (imp, n) in [("ustack", unfinished[0]), ("smoltcp", unfinished[1])] {
+        good.series("smoltcp").note = if cfg!(feature = "smoltcp-cubic") {
+            "no congestion control (its default build)".into()
+        } else {
+            "no congestion control (its default build; --features smoltcp-cubic adds a row with its CUBIC)".into()
+        };
+        for (&imp, n) in IMPLEMENTATIONS.iter().zip(unfinished) {
             if n > 0 {
                 let note = &mut good.series(imp).note;
                 let sep = if note.is_empty() { "" } else { "; " };

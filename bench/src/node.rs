@@ -28,6 +28,10 @@ pub struct ConnOpts {
     pub ustack_buffers: Option<usize>,
     /// Nagle off (TCP_NODELAY on ustack, `set_nagle_enabled(false)` on smoltcp).
     pub nodelay: bool,
+    /// smoltcp's CUBIC instead of its default, no congestion control (only with the bench's `smoltcp-cubic`
+    /// feature, which compiles it in). ustack always runs its default, CUBIC.
+    #[cfg_attr(not(feature = "smoltcp-cubic"), allow(dead_code))] // read only with the feature
+    pub smol_cubic: bool,
 }
 
 impl ConnOpts {
@@ -35,7 +39,13 @@ impl ConnOpts {
     /// doubled as on Linux), which also stops them growing as they would by default: the comparison is of
     /// protocol cost with equal buffers, and the in-memory link's batches hold 256 KiB windows, not 6 MiB.
     pub fn bulk() -> ConnOpts {
-        ConnOpts { smol_rx: 256 * 1024, smol_tx: 256 * 1024, ustack_buffers: Some(128 * 1024), nodelay: false }
+        ConnOpts {
+            smol_rx: 256 * 1024,
+            smol_tx: 256 * 1024,
+            ustack_buffers: Some(128 * 1024),
+            nodelay: false,
+            smol_cubic: false,
+        }
     }
 
     /// Request/response: Nagle off.
@@ -45,7 +55,7 @@ impl ConnOpts {
 
     /// Idle connections: small smoltcp buffers (smoltcp allocates them up front).
     pub fn idle() -> ConnOpts {
-        ConnOpts { smol_rx: 4096, smol_tx: 4096, ustack_buffers: None, nodelay: false }
+        ConnOpts { smol_rx: 4096, smol_tx: 4096, ustack_buffers: None, nodelay: false, smol_cubic: false }
     }
 }
 
@@ -345,6 +355,12 @@ impl SmolNode {
         );
         if opts.nodelay {
             s.set_nagle_enabled(false);
+        }
+        // Chosen every time: with CUBIC compiled in (the `smoltcp-cubic` feature) it would be the default.
+        s.set_congestion_control(tcp::CongestionControl::None);
+        #[cfg(feature = "smoltcp-cubic")]
+        if opts.smol_cubic {
+            s.set_congestion_control(tcp::CongestionControl::Cubic);
         }
         self.sockets.add(s)
     }

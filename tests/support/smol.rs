@@ -529,8 +529,11 @@ impl Exchange {
         buffers: SmolBuffers,
         smol_port: u16,
     ) -> Exchange {
-        let socket =
+        let mut socket =
             tcp::Socket::new(tcp::SocketBuffer::new(vec![0; buffers.rx]), tcp::SocketBuffer::new(vec![0; buffers.tx]));
+        // smoltcp's default, chosen explicitly: built together with the benchmark's `smoltcp-cubic` feature
+        // (cargo unifies features across the workspace) the default would become CUBIC.
+        socket.set_congestion_control(tcp::CongestionControl::None);
         let handle = sim.sockets.add(socket);
         let smol_addr = SocketAddr::from((SMOL_IP, SERVER_PORT));
         let ustack_addr = SocketAddr::from((USTACK_IP, SERVER_PORT));
