@@ -1,13 +1,14 @@
 //! `ustack-bench`: ustack against smoltcp and the Linux kernel, side by side in one run.
 //!
 //! Two ways in, one program: the `ustack-bench` binary (`cargo run --release -p ustack-bench -- ...`) and
-//! `cargo bench -p ustack-bench` (the `suite` bench target), which writes its table and JSON under the target
-//! folder unless told where.
+//! `cargo bench` (the `suite` bench target), which writes its table and JSON under the target folder unless
+//! told where.
 //!
 //! Scenarios (see BENCHMARKS.md for what each measures and why):
 //! 1. in memory, one thread, wall clock: bulk throughput (MTU 1500 and 9000) and 64-byte ping-pong, with 0,
 //!    1,000 and 10,000 idle established connections in the same stacks;
-//! 2. a lossy link (1% each way) on virtual time: goodput;
+//! 2. a link losing 1% each way, and one reordering a tenth of the frames, on virtual time: goodput (with the
+//!    `smoltcp-cubic` feature also against smoltcp's CUBIC);
 //! 3. over a TAP against the kernel (root only): bulk both ways and 64-byte request/response, with the kernel
 //!    over a veth pair as the ceiling and a raw frame pump as the device's limit;
 //! 4. connections: accepts per second from kernel clients, and resident memory per idle connection.
