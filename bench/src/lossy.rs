@@ -93,29 +93,52 @@ fn transfer<N: Node>(
     Ok(Transfer { mbps, wall: wall.elapsed().as_secs_f64(), lost, finished: received >= bytes })
 }
 
-/// The implementations compared: ustack, smoltcp as built by default (no congestion control) and, with the
-/// `smoltcp-cubic` feature, smoltcp with its CUBIC.
-#[cfg(feature = "smoltcp-cubic")]
-const IMPLEMENTATIONS: &[&str] = &["ustack", "smoltcp", "smoltcp (CUBIC)"];
-#[cfg(not(feature = "smoltcp-cubic"))]
-const IMPLEMENTATIONS: &[&str] = &["ustack", "smoltcp"];
+/// The implementations compared.
+#[derive(Debug, Clone, Copy)]
+enum Implementation {
+    Ustack,
+    /// smoltcp as every other scenario builds it: without congestion control, its default.
+    Smoltcp,
+    /// smoltcp with its CUBIC compiled in and chosen.
+    #[cfg(feature = "smoltcp-cubic")]
+    SmoltcpCubic,
+}
 
-/// One transfer by implementation `imp` (an index into [`IMPLEMENTATIONS`]).
-fn transfer_by(imp: usize, faults: &FaultConfig, seed: u64, bytes: u64) -> Result<Transfer, String> {
-    let smol = |cubic| {
-        let opts = ConnOpts { smol_cubic: cubic, ..ConnOpts::bulk() };
-        let a = SmolNode::new(MAC_A, [198, 18, 0, 1], 24, 1500, seed);
-        let b = SmolNode::new(MAC_B, [198, 18, 0, 2], 24, 1500, seed + 1);
-        transfer(a, b, opts, faults, seed, bytes)
-    };
-    match imp {
-        0 => {
-            let a = UstackNode::new(MAC_A, "198.18.0.1/24", 1500, 64);
-            let b = UstackNode::new(MAC_B, "198.18.0.2/24", 1500, 64);
-            transfer(a, b, ConnOpts::bulk(), faults, seed, bytes)
+const IMPLEMENTATIONS: &[Implementation] = &[
+    Implementation::Ustack,
+    Implementation::Smoltcp,
+    #[cfg(feature = "smoltcp-cubic")]
+    Implementation::SmoltcpCubic,
+];
+
+impl Implementation {
+    fn name(self) -> &'static str {
+        match self {
+            Implementation::Ustack => "ustack",
+            Implementation::Smoltcp => "smoltcp",
+            #[cfg(feature = "smoltcp-cubic")]
+            Implementation::SmoltcpCubic => "smoltcp (CUBIC)",
         }
-        1 => smol(false),
-        _ => smol(true),
+    }
+
+    /// One transfer of `bytes` over a link with `faults`.
+    fn transfer(self, faults: &FaultConfig, seed: u64, bytes: u64) -> Result<Transfer, String> {
+        let smol = |smol_cubic| {
+            let opts = ConnOpts { smol_cubic, ..ConnOpts::bulk() };
+            let a = SmolNode::new(MAC_A, [198, 18, 0, 1], 24, 1500, seed);
+            let b = SmolNode::new(MAC_B, [198, 18, 0, 2], 24, 1500, seed + 1);
+            transfer(a, b, opts, faults, seed, bytes)
+        };
+        match self {
+            Implementation::Ustack => {
+                let a = UstackNode::new(MAC_A, "198.18.0.1/24", 1500, 64);
+                let b = UstackNode::new(MAC_B, "198.18.0.2/24", 1500, 64);
+                transfer(a, b, ConnOpts::bulk(), faults, seed, bytes)
+            }
+            Implementation::Smoltcp => smol(false),
+            #[cfg(feature = "smoltcp-cubic")]
+            Implementation::SmoltcpCubic => smol(true),
+        }
     }
 }
 
@@ -128,8 +151,9 @@ pub fn scenario(plan: &Plan, report: &mut Report) {
         for rep in 0..plan.lossy_seeds {
             let seed = 1000 + rep as u64;
             let mut line = format!("    seed {seed}:");
-            for (i, &imp) in IMPLEMENTATIONS.iter().enumerate() {
-                match transfer_by(i, &faults, seed, plan.lossy_bytes) {
+            for (i, implementation) in IMPLEMENTATIONS.iter().enumerate() {
+                let imp = implementation.name();
+                match implementation.transfer(&faults, seed, plan.lossy_bytes) {
                     Ok(t) => {
                         good.series(imp).samples.push(t.mbps);
                         cost.series(imp).samples.push(t.wall);
@@ -153,7 +177,7 @@ pub fn scenario(plan: &Plan, report: &mut Report) {
         } else {
             "no congestion control (its default build; --features smoltcp-cubic adds a row with its CUBIC)".into()
         };
-        for (&imp, n) in IMPLEMENTATIONS.iter().zip(unfinished) {
+        for (imp, n) in IMPLEMENTATIONS.iter().map(|i| i.name()).zip(unfinished) {
             if n > 0 {
                 let note = &mut good.series(imp).note;
                 let sep = if note.is_empty() { "" } else { "; " };

@@ -84,8 +84,9 @@ impl<'a> Echo<'a> {
         Echo { option, negotiated }
     }
 
-    /// No timestamps at all (for tests and connections without them).
-    pub const NONE: Echo<'static> = Echo { option: &None, negotiated: &None };
+    /// No timestamps at all: the round-trip test alone decides (for tests).
+    #[cfg(test)]
+    const NONE: Echo<'static> = Echo { option: &None, negotiated: &None };
 
     /// The echoed timestamp was taken before the millisecond of `sent_at`: it belongs to an earlier
     /// transmission. Our timestamps are [`Instant::as_millis`] plus the connection's offset; the comparison is
